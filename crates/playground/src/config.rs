@@ -1,0 +1,180 @@
+//! Command-line and environment configuration. Every option is a flag and an
+//! environment variable with the names of the original system; `--help`
+//! shows each with its default. An invalid value stops start-up with clap's
+//! message, which names the option by its variable (e.g. `<IDLE_TIMEOUT>`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::load::LoadArgs;
+
+/// Serve huge numbers of TCP connections and UDP packets across many
+/// instances, with shared state in memcached and broadcasts over Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "playground", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles of the one binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the TCP server (login, msg, mcset, mcget, brd; pushed broadcasts).
+    Tcp(TcpArgs),
+    /// Run every server in one process, sharing one cache and one bus: the
+    /// quickest way to try playground on one machine.
+    Serve(ServeArgs),
+    /// Generate load against a server and report what happened.
+    Load(LoadArgs),
+}
+
+/// `playground tcp`.
+#[derive(Debug, Args)]
+pub struct TcpArgs {
+    /// TCP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 40000)]
+    pub port: u16,
+    #[command(flatten)]
+    pub tcp: TcpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
+/// `playground serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on.
+    #[arg(long, env = "TCP_PORT", default_value_t = 40000)]
+    pub tcp_port: u16,
+    #[command(flatten)]
+    pub tcp: TcpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
+/// Options of the TCP server.
+#[derive(Debug, Clone, Args)]
+pub struct TcpOptions {
+    /// Maximum command length in bytes; longer lines get `error: line too long`.
+    #[arg(long, env = "BUFF_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub buff_size: u32,
+    /// Disconnect a client after this long without a command (e.g. `600`, `10m`).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Maximum simultaneous TCP connections; beyond it clients get `error: server full`.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Broadcast lines a client may fall behind before it is disconnected as too slow.
+    #[arg(long, env = "CLIENT_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub client_queue: u32,
+    /// Disconnect a client whose socket accepts no data for this long.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// After sending `reconnect` at shutdown, wait this long for clients to leave.
+    #[arg(long, env = "RECONNECT_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub reconnect_grace: Duration,
+    /// Address to bind the client listeners to.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+}
+
+/// Options every server role shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonOptions {
+    /// Port of the admin HTTP server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ADMIN_PORT", default_value_t = 8080)]
+    pub admin_port: u16,
+    /// Address to bind the admin HTTP server to.
+    #[arg(long, env = "ADMIN_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub admin_bind_address: IpAddr,
+    /// Seconds to keep serving after SIGTERM/SIGINT before clients are told to reconnect.
+    #[arg(long, env = "SIGTERM_TIMEOUT", default_value = "20", value_parser = parse_duration)]
+    pub sigterm_timeout: Duration,
+    /// Instance name in logs [default: the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Log filter (`info`, `debug`, `playground=debug,info`, ...).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format on standard output.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl CommonOptions {
+    /// The instance name: POD_NAME, else the host name.
+    pub fn instance_name(&self) -> String {
+        self.pod_name.clone().unwrap_or_else(host_name)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the cache and the bus live.
+#[derive(Debug, Clone, Args)]
+pub struct BackendOptions {
+    /// Entries the embedded cache holds (used when MEMCACHED_SERVICE is unset).
+    #[arg(long, env = "CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_capacity: u64,
+}
+
+/// The host name, for POD_NAME's default.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "playground".into())
+}
+
+/// Parses a duration: plain seconds (`20`, `0.5`) or with a unit (`250ms`, `10m`, `1h 5s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{e}"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected seconds or a duration like 250ms, 30s, 10m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15ms"), Ok(Duration::from_millis(15)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_and_invalid_values() {
+        let cli = Cli::try_parse_from(["playground", "tcp"]).unwrap();
+        let Command::Tcp(args) = cli.command else { panic!() };
+        assert_eq!(args.port, 40000);
+        assert_eq!(args.tcp.buff_size, 512);
+        assert_eq!(args.tcp.idle_timeout, Duration::from_secs(600));
+        assert_eq!(args.common.sigterm_timeout, Duration::from_secs(20));
+        let err = Cli::try_parse_from(["playground", "tcp", "--idle-timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("IDLE_TIMEOUT"), "{err}");
+        let err = Cli::try_parse_from(["playground", "tcp", "--port", "70000"]).unwrap_err();
+        assert!(err.to_string().contains("PORT"), "{err}");
+    }
+}

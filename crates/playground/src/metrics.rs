@@ -1,0 +1,136 @@
+//! Prometheus metrics. Names are a contract with the Helm chart's autoscaler
+//! rules and dashboard (`deploy/metrics.txt` lists them).
+//!
+//! Handles are resolved once and kept in structs, so the request path never
+//! looks a metric up by name.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Commands as metric labels; `unknown` for lines that name no command.
+pub const COMMANDS: [&str; 6] = ["login", "msg", "mcset", "mcget", "brd", "unknown"];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns the handle that
+/// renders `/metrics`. A background task drains histogram samples so memory
+/// stays bounded even when nobody scrapes.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                2.5,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &latency)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("playground_logger_batch_size".into()),
+                        &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
+                    )
+                })
+                .expect("static bucket lists are valid")
+                .install_recorder()
+                .expect("the metrics recorder is installed once");
+            describe();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawning the metrics upkeep thread");
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_gauge!("playground_ready", "1 while the instance takes new traffic, 0 once it drains");
+    describe_gauge!("playground_tcp_connections", "TCP client connections currently established");
+    describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
+    describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
+    describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
+    describe_counter!("playground_commands_total", "Commands handled, by transport, command and outcome");
+    describe_histogram!("playground_command_duration_seconds", "Time to execute a command, by transport and command");
+    describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
+    describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
+    describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
+    describe_counter!("playground_bytes_sent_total", "Bytes sent to clients, by transport");
+}
+
+/// Per-transport command counters and latency histograms.
+#[derive(Clone)]
+pub struct CommandMetrics {
+    ok: Vec<Counter>,
+    error: Vec<Counter>,
+    latency: Vec<Histogram>,
+}
+
+impl CommandMetrics {
+    /// Handles for `transport` (`tcp` or `udp`).
+    pub fn new(transport: &'static str) -> Self {
+        let per = |outcome: &'static str| {
+            COMMANDS
+                .iter()
+                .map(|c| counter!("playground_commands_total", "transport" => transport, "command" => *c, "outcome" => outcome))
+                .collect()
+        };
+        let latency = COMMANDS
+            .iter()
+            .map(|c| histogram!("playground_command_duration_seconds", "transport" => transport, "command" => *c))
+            .collect();
+        CommandMetrics { ok: per("ok"), error: per("error"), latency }
+    }
+
+    /// Records one command (index into [`COMMANDS`]).
+    pub fn record(&self, command: usize, ok: bool, elapsed: Duration) {
+        let command = command.min(COMMANDS.len() - 1);
+        if ok { &self.ok[command] } else { &self.error[command] }.increment(1);
+        self.latency[command].record(elapsed.as_secs_f64());
+    }
+}
+
+/// Counters of the TCP server.
+#[derive(Clone)]
+pub struct TcpMetrics {
+    pub connections: Gauge,
+    pub accepted: Counter,
+    pub rejected_full: Counter,
+    pub idle_disconnects: Counter,
+    pub slow_disconnects: Counter,
+    pub delivered: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl TcpMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        TcpMetrics {
+            connections: gauge!("playground_tcp_connections"),
+            accepted: counter!("playground_tcp_connections_accepted_total"),
+            rejected_full: counter!("playground_tcp_connections_rejected_total", "reason" => "server_full"),
+            idle_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "idle"),
+            slow_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "slow_reader"),
+            delivered: counter!("playground_broadcasts_delivered_total"),
+            bytes_in: counter!("playground_bytes_received_total", "transport" => "tcp"),
+            bytes_out: counter!("playground_bytes_sent_total", "transport" => "tcp"),
+        }
+    }
+}
+
+impl Default for TcpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,67 @@
+//! The accept loop: enforces MAX_CONNECTIONS, spawns one handler task per
+//! connection into the lifecycle's task tracker, and stops accepting when
+//! clients are told to reconnect.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use super::Shared;
+use super::handler::handle;
+
+/// Binds `addr` (failing start-up when the port is taken).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind the TCP port {}: {e}", addr.port()))
+}
+
+/// Accepts connections until the lifecycle's reconnect phase.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: usize) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let stop = shared.lifecycle.reconnect.clone();
+    let mut backoff = Duration::from_millis(1);
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(%addr, max_connections, "Listening");
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(1);
+                a
+            }
+            Err(e) => {
+                // Usually out of file descriptors: wait a little for some to
+                // be released instead of spinning.
+                error!(error = %e, "accept failed; retrying in {:?}", backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            shared.metrics.rejected_full.increment(1);
+            warn!(%addr, "Refusing a connection: server full");
+            tokio::spawn(refuse(stream, shared.write_timeout));
+            continue;
+        };
+        let shared = shared.clone();
+        shared.lifecycle.tasks.clone().spawn(async move {
+            handle(stream, addr, &shared).await;
+            drop(permit);
+        });
+    }
+    info!("Stopped accepting connections");
+}
+
+/// Tells a client the server is full, then closes.
+async fn refuse(mut stream: TcpStream, write_timeout: Duration) {
+    let _ = tokio::time::timeout(write_timeout, stream.write_all(b"error: server full\n")).await;
+}

@@ -1,0 +1,294 @@
+//! Parsing one line or datagram into a [`Command`]. Fields are separated by
+//! `:`; the last field of each command is the whole remainder of the line,
+//! so messages and values may themselves contain `:`.
+
+use bytes::Bytes;
+
+use crate::key::{Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
+use crate::reply::ProtocolError;
+
+/// A well-formed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `login`: issue a token bound to the client's address.
+    Login,
+    /// `msg:{content}`: echo.
+    Msg { content: Bytes },
+    /// `mcset:{token}:{key}:{value}`: store client data.
+    McSet { token: Token, key: Key, value: Bytes },
+    /// `mcget:{token}:{key}`: read client data.
+    McGet { token: Token, key: Key },
+    /// `brd:{token}:{message}`: broadcast to every connected client.
+    Brd { token: Token, message: Bytes },
+}
+
+impl Command {
+    /// The command word, used as a metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Login => "login",
+            Command::Msg { .. } => "msg",
+            Command::McSet { .. } => "mcset",
+            Command::McGet { .. } => "mcget",
+            Command::Brd { .. } => "brd",
+        }
+    }
+}
+
+/// Parses one command. A trailing `\n`, `\r\n` or `\r` is ignored, so the
+/// same function serves TCP lines and UDP datagrams.
+pub fn parse(line: Bytes) -> Result<Command, ProtocolError> {
+    let line = trim_line_end(line);
+    let (word, rest) = match line.iter().position(|&b| b == b':') {
+        Some(i) => (line.slice(..i), Some(line.slice(i + 1..))),
+        None => (line.clone(), None),
+    };
+    match &word[..] {
+        b"login" => Ok(Command::Login),
+        b"msg" => parse_msg(rest),
+        b"mcset" => parse_mcset(rest),
+        b"mcget" => parse_mcget(rest),
+        b"brd" => parse_brd(rest),
+        _ => Err(ProtocolError::UnknownCommand),
+    }
+}
+
+fn trim_line_end(mut line: Bytes) -> Bytes {
+    if line.last() == Some(&b'\n') {
+        line.truncate(line.len() - 1);
+    }
+    if line.last() == Some(&b'\r') {
+        line.truncate(line.len() - 1);
+    }
+    line
+}
+
+/// Splits `rest` at the first `:` into (head, tail); `None` if there is none.
+fn split_field(rest: &Bytes) -> Option<(Bytes, Bytes)> {
+    let i = rest.iter().position(|&b| b == b':')?;
+    Some((rest.slice(..i), rest.slice(i + 1..)))
+}
+
+fn parse_msg(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
+    match rest {
+        Some(content) if !content.is_empty() => Ok(Command::Msg { content }),
+        _ => Err(ProtocolError::MsgMissing),
+    }
+}
+
+fn parse_mcset(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
+    use ProtocolError::{InvalidKey, InvalidToken, InvalidValue, McsetMissing, McsetTooLong};
+    let rest = rest.ok_or(McsetMissing)?;
+    let (token, rest) = split_field(&rest).ok_or(McsetMissing)?;
+    let (key, value) = split_field(&rest).ok_or(McsetMissing)?;
+    if token.is_empty() || key.is_empty() {
+        return Err(McsetMissing);
+    }
+    if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+        return Err(McsetTooLong);
+    }
+    let key = Key::new(key).ok_or(InvalidKey)?;
+    if value.contains(&b'\n') {
+        return Err(InvalidValue);
+    }
+    let token = Token::parse(&token).ok_or(InvalidToken)?;
+    Ok(Command::McSet { token, key, value })
+}
+
+fn parse_mcget(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
+    use ProtocolError::{InvalidKey, InvalidToken, McgetKeyTooLong, McgetMissing};
+    let rest = rest.ok_or(McgetMissing)?;
+    let (token, key) = split_field(&rest).ok_or(McgetMissing)?;
+    if token.is_empty() || key.is_empty() {
+        return Err(McgetMissing);
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(McgetKeyTooLong);
+    }
+    let key = Key::new(key).ok_or(InvalidKey)?;
+    let token = Token::parse(&token).ok_or(InvalidToken)?;
+    Ok(Command::McGet { token, key })
+}
+
+fn parse_brd(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
+    use ProtocolError::{BrdInvalidToken, BrdMissing, BrdTokenLength};
+    let rest = rest.ok_or(BrdMissing)?;
+    let (token, message) = split_field(&rest).ok_or(BrdMissing)?;
+    if token.is_empty() || message.is_empty() {
+        return Err(BrdMissing);
+    }
+    if token.len() != TOKEN_LEN {
+        return Err(BrdTokenLength);
+    }
+    let token = Token::parse(&token).ok_or(BrdInvalidToken)?;
+    Ok(Command::Brd { token, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ProtocolError::*;
+
+    const T: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn p(s: &str) -> Result<Command, ProtocolError> {
+        parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn tok() -> Token {
+        Token::parse(T.as_bytes()).unwrap()
+    }
+
+    fn key(s: &str) -> Key {
+        Key::new(b(s)).unwrap()
+    }
+
+    #[test]
+    fn login() {
+        assert_eq!(p("login"), Ok(Command::Login));
+        assert_eq!(p("login\r\n"), Ok(Command::Login));
+        assert_eq!(p("loginx"), Err(UnknownCommand));
+        assert_eq!(p("LOGIN"), Err(UnknownCommand));
+    }
+
+    #[test]
+    fn msg_echoes_whole_remainder() {
+        assert_eq!(p("msg:hello"), Ok(Command::Msg { content: b("hello") }));
+        assert_eq!(p("msg:a:b:c\r"), Ok(Command::Msg { content: b("a:b:c") }));
+        assert_eq!(p("msg: "), Ok(Command::Msg { content: b(" ") }));
+        assert_eq!(p("msg"), Err(MsgMissing));
+        assert_eq!(p("msg:"), Err(MsgMissing));
+        assert_eq!(p("msg:\r\n"), Err(MsgMissing));
+        assert_eq!(p("msgx:hello"), Err(UnknownCommand));
+    }
+
+    #[test]
+    fn mcset() {
+        let ok = p(&format!("mcset:{T}:k1:v:with:colons"));
+        assert_eq!(ok, Ok(Command::McSet { token: tok(), key: key("k1"), value: b("v:with:colons") }));
+        let empty_value = p(&format!("mcset:{T}:k1:"));
+        assert_eq!(empty_value, Ok(Command::McSet { token: tok(), key: key("k1"), value: b("") }));
+        for missing in ["mcset", "mcset:", "mcset:tok", "mcset:tok:key", "mcset::k:v", &format!("mcset:{T}::v")] {
+            assert_eq!(p(missing), Err(McsetMissing), "{missing}");
+        }
+        let long_key = "k".repeat(65);
+        assert_eq!(p(&format!("mcset:{T}:{long_key}:v")), Err(McsetTooLong));
+        let long_value = "v".repeat(257);
+        assert_eq!(p(&format!("mcset:{T}:k:{long_value}")), Err(McsetTooLong));
+        let max = p(&format!("mcset:{T}:{}:{}", "k".repeat(64), "v".repeat(256)));
+        assert!(max.is_ok());
+        assert_eq!(p(&format!("mcset:{T}:a b:v")), Err(InvalidKey));
+        assert_eq!(p(&format!("mcset:{T}:a\tb:v")), Err(InvalidKey));
+        assert_eq!(p(&format!("mcset:{T}:k:a\nb")), Err(InvalidValue));
+        assert_eq!(p("mcset:not-a-token:k:v"), Err(InvalidToken));
+    }
+
+    #[test]
+    fn mcget() {
+        assert_eq!(p(&format!("mcget:{T}:k1")), Ok(Command::McGet { token: tok(), key: key("k1") }));
+        for missing in ["mcget", "mcget:", "mcget:tok", &format!("mcget:{T}:"), "mcget::k"] {
+            assert_eq!(p(missing), Err(McgetMissing), "{missing}");
+        }
+        assert_eq!(p(&format!("mcget:{T}:{}", "k".repeat(65))), Err(McgetKeyTooLong));
+        assert_eq!(p(&format!("mcget:{T}:a:b")), Err(InvalidKey));
+        assert_eq!(p(&format!("mcget:{T}:a\x00b")), Err(InvalidKey));
+        assert_eq!(p("mcget:bad:k"), Err(InvalidToken));
+    }
+
+    #[test]
+    fn brd() {
+        assert_eq!(p(&format!("brd:{T}:hi: all")), Ok(Command::Brd { token: tok(), message: b("hi: all") }));
+        for missing in ["brd", "brd:", "brd:tok", &format!("brd:{T}:"), "brd::msg"] {
+            assert_eq!(p(missing), Err(BrdMissing), "{missing}");
+        }
+        assert_eq!(p("brd:short:msg"), Err(BrdTokenLength));
+        assert_eq!(p(&format!("brd:{T}x:msg")), Err(BrdTokenLength));
+        assert_eq!(p(&format!("brd:{}:msg", "z".repeat(36))), Err(BrdInvalidToken));
+    }
+
+    #[test]
+    fn error_texts_are_the_originals() {
+        assert_eq!(MsgMissing.as_str(), "error: something is missing from msg:content");
+        assert_eq!(BrdMissing.as_str(), "error: token or message missing, brd:token:message");
+        assert_eq!(BrdTokenLength.as_str(), "error: invalid token length");
+        assert_eq!(BrdInvalidToken.as_str(), "error: invalid token, re-login");
+        assert_eq!(McsetMissing.as_str(), "error: something is missing from mcset:token:key:value");
+        assert_eq!(InvalidToken.as_str(), "error: invalid token");
+        assert_eq!(McsetTooLong.as_str(), "error: either key length > 64 or value length > 256");
+        assert_eq!(McgetMissing.as_str(), "error: something is missing from mcget:key");
+        assert_eq!(McgetKeyTooLong.as_str(), "error: key length > 64");
+        assert_eq!(UnknownCommand.as_str(), "error: unknown command");
+        assert_eq!(LineTooLong.as_str(), "error: line too long");
+        assert_eq!(InvalidKey.as_str(), "error: invalid key");
+    }
+
+    #[test]
+    fn unknown_and_empty() {
+        assert_eq!(p(""), Err(UnknownCommand));
+        assert_eq!(p("\r\n"), Err(UnknownCommand));
+        assert_eq!(p(":msg"), Err(UnknownCommand));
+        assert_eq!(p(" msg:x"), Err(UnknownCommand));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any byte string parses to a command or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_without_panic(data in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let _ = parse(Bytes::from(data));
+        }
+
+        /// Lines that start with a command word exercise the field parsers.
+        #[test]
+        fn command_shaped_lines_parse_without_panic(
+            word in prop::sample::select(vec!["login", "msg", "mcset", "mcget", "brd"]),
+            fields in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..5),
+        ) {
+            let mut line = word.as_bytes().to_vec();
+            for f in fields { line.push(b':'); line.extend(f); }
+            let _ = parse(Bytes::from(line));
+        }
+
+        /// No accepted key or token can inject into the memcached text
+        /// protocol: only printable ASCII, no whitespace, no `:`, bounded.
+        #[test]
+        fn accepted_keys_are_memcached_safe(
+            token in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            key in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            for word in ["mcget", "mcset"] {
+                let mut line = format!("{word}:{token}:").into_bytes();
+                line.extend(&key);
+                if word == "mcset" { line.extend(b":v"); }
+                match parse(Bytes::from(line)) {
+                    Ok(Command::McGet { key, token }) | Ok(Command::McSet { key, token, .. }) => {
+                        prop_assert!(!key.as_bytes().is_empty() && key.as_bytes().len() <= 64);
+                        prop_assert!(key.as_bytes().iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b':'));
+                        prop_assert!(token.as_bytes().iter().all(|b| b.is_ascii_hexdigit() || *b == b'-'));
+                    }
+                    Ok(other) => prop_assert!(false, "unexpected {other:?}"),
+                    Err(_) => {}
+                }
+            }
+        }
+
+        /// Echo returns the whole remainder, colons included.
+        #[test]
+        fn msg_round_trips(content in proptest::collection::vec(any::<u8>().prop_filter("no line end", |b| *b != b'\n' && *b != b'\r'), 1..300)) {
+            let mut line = b"msg:".to_vec();
+            line.extend(&content);
+            prop_assert_eq!(parse(Bytes::from(line)), Ok(Command::Msg { content: Bytes::from(content) }));
+        }
+    }
+}

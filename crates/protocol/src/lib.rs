@@ -1,0 +1,15 @@
+//! The playground wire protocol as a pure library: it turns one line (TCP) or
+//! one datagram (UDP) into a [`Command`] or a [`ProtocolError`], and formats
+//! every [`Reply`] the servers send. It performs no I/O, so every transport
+//! shares it and it can be tested exhaustively.
+//!
+//! The reply strings are part of the contract: clients of the original system
+//! match on them, so they are kept byte for byte.
+
+mod command;
+mod key;
+mod reply;
+
+pub use command::{Command, parse};
+pub use key::{Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
+pub use reply::{ErrorReply, ProtocolError, Reply};

@@ -1,0 +1,224 @@
+//! Replies and error strings. Every reply is one line; [`Reply::encode`]
+//! appends the terminating `\n`. The error texts of the original system are
+//! kept exactly, because existing clients match on them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A malformed command, found by parsing alone (no backend involved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// `msg` without content.
+    MsgMissing,
+    /// `brd` with a missing token or message.
+    BrdMissing,
+    /// `brd` with a token that is not 36 bytes long.
+    BrdTokenLength,
+    /// `brd` with a token that cannot be valid (not UUID-shaped).
+    BrdInvalidToken,
+    /// `mcset` with missing fields.
+    McsetMissing,
+    /// `mcset` with a key over 64 or a value over 256 bytes.
+    McsetTooLong,
+    /// `mcget` with missing fields.
+    McgetMissing,
+    /// `mcget` with a key over 64 bytes.
+    McgetKeyTooLong,
+    /// `mcset`/`mcget` with a token that cannot be valid (not UUID-shaped).
+    InvalidToken,
+    /// A key with bytes outside printable ASCII, or with `:`.
+    InvalidKey,
+    /// A value containing a line feed.
+    InvalidValue,
+    /// The command word is not one of the known commands.
+    UnknownCommand,
+    /// The line is longer than the configured maximum (TCP framing).
+    LineTooLong,
+}
+
+impl ProtocolError {
+    /// The exact reply text, without the line terminator.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolError::MsgMissing => "error: something is missing from msg:content",
+            ProtocolError::BrdMissing => "error: token or message missing, brd:token:message",
+            ProtocolError::BrdTokenLength => "error: invalid token length",
+            ProtocolError::BrdInvalidToken => "error: invalid token, re-login",
+            ProtocolError::McsetMissing => "error: something is missing from mcset:token:key:value",
+            ProtocolError::McsetTooLong => "error: either key length > 64 or value length > 256",
+            ProtocolError::McgetMissing => "error: something is missing from mcget:key",
+            ProtocolError::McgetKeyTooLong => "error: key length > 64",
+            ProtocolError::InvalidToken => "error: invalid token",
+            ProtocolError::InvalidKey => "error: invalid key",
+            ProtocolError::InvalidValue => "error: invalid value",
+            ProtocolError::UnknownCommand => "error: unknown command",
+            ProtocolError::LineTooLong => "error: line too long",
+        }
+    }
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// An error found while executing a well-formed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorReply {
+    /// A parse error (see [`ProtocolError`]).
+    Protocol(ProtocolError),
+    /// `mcset`/`mcget`: the token does not exist or belongs to someone else.
+    InvalidToken,
+    /// `brd`: the token does not exist or belongs to someone else.
+    InvalidTokenRelogin,
+    /// `mcget`: nothing stored under the key (the key is echoed back).
+    NotFound(Bytes),
+    /// The cache backend did not answer.
+    CacheUnavailable,
+    /// The broadcast bus did not accept the message.
+    BroadcastUnavailable,
+    /// The server holds its maximum number of connections.
+    ServerFull,
+    /// A TCP-only command (`login`, `brd`) arrived over UDP.
+    TcpOnly(&'static str),
+}
+
+impl From<ProtocolError> for ErrorReply {
+    fn from(e: ProtocolError) -> Self {
+        ErrorReply::Protocol(e)
+    }
+}
+
+impl ErrorReply {
+    /// Appends the reply text (without the line terminator) to `out`.
+    fn put(&self, out: &mut BytesMut) {
+        match self {
+            ErrorReply::Protocol(e) => out.put_slice(e.as_str().as_bytes()),
+            ErrorReply::InvalidToken => out.put_slice(b"error: invalid token"),
+            ErrorReply::InvalidTokenRelogin => out.put_slice(b"error: invalid token, re-login"),
+            ErrorReply::NotFound(key) => {
+                out.put_slice(b"error: finding key ");
+                out.put_slice(key);
+            }
+            ErrorReply::CacheUnavailable => out.put_slice(b"error: cache unavailable"),
+            ErrorReply::BroadcastUnavailable => out.put_slice(b"error: broadcast unavailable"),
+            ErrorReply::ServerFull => out.put_slice(b"error: server full"),
+            ErrorReply::TcpOnly(command) => {
+                out.put_slice(b"error: ");
+                out.put_slice(command.as_bytes());
+                out.put_slice(b" is only available over TCP");
+            }
+        }
+    }
+}
+
+/// What the server answers to one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `login`: the new token.
+    Token(crate::Token),
+    /// `msg`: the content, echoed.
+    Echo(Bytes),
+    /// `mcset`: stored.
+    Success,
+    /// `mcget`: the stored value.
+    Value(Bytes),
+    /// `brd`: published; the sender gets the message as a pushed line like
+    /// everyone else, so there is no direct reply.
+    Published,
+    /// Any error.
+    Error(ErrorReply),
+}
+
+impl From<ErrorReply> for Reply {
+    fn from(e: ErrorReply) -> Self {
+        Reply::Error(e)
+    }
+}
+
+impl From<ProtocolError> for Reply {
+    fn from(e: ProtocolError) -> Self {
+        Reply::Error(ErrorReply::Protocol(e))
+    }
+}
+
+impl Reply {
+    /// Appends the reply and its `\n` to `out`; `Published` writes nothing.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Token(t) => out.put_slice(t.as_bytes()),
+            Reply::Echo(b) | Reply::Value(b) => out.put_slice(b),
+            Reply::Success => out.put_slice(b"success"),
+            Reply::Published => return,
+            Reply::Error(e) => e.put(out),
+        }
+        out.put_u8(b'\n');
+    }
+
+    /// The reply as one line with its `\n` (empty for `Published`).
+    pub fn to_line(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// True for error replies.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    fn encoded_len_hint(&self) -> usize {
+        match self {
+            Reply::Echo(b) | Reply::Value(b) => b.len() + 1,
+            _ => 64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(r: Reply) -> String {
+        String::from_utf8(r.to_line().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_error_starts_with_error_prefix_and_ends_the_line() {
+        let all = [
+            ErrorReply::InvalidToken,
+            ErrorReply::InvalidTokenRelogin,
+            ErrorReply::NotFound(Bytes::from_static(b"k")),
+            ErrorReply::CacheUnavailable,
+            ErrorReply::BroadcastUnavailable,
+            ErrorReply::ServerFull,
+            ErrorReply::TcpOnly("login"),
+            ErrorReply::Protocol(ProtocolError::LineTooLong),
+        ];
+        for e in all {
+            let l = line(Reply::Error(e));
+            assert!(l.starts_with("error: ") && l.ends_with('\n') && l.matches('\n').count() == 1, "{l}");
+        }
+    }
+
+    #[test]
+    fn runtime_error_texts() {
+        assert_eq!(line(ErrorReply::NotFound(Bytes::from_static(b"abc")).into()), "error: finding key abc\n");
+        assert_eq!(line(ErrorReply::CacheUnavailable.into()), "error: cache unavailable\n");
+        assert_eq!(line(ErrorReply::BroadcastUnavailable.into()), "error: broadcast unavailable\n");
+        assert_eq!(line(ErrorReply::ServerFull.into()), "error: server full\n");
+        assert_eq!(line(ErrorReply::InvalidToken.into()), "error: invalid token\n");
+        assert_eq!(line(ErrorReply::InvalidTokenRelogin.into()), "error: invalid token, re-login\n");
+        assert_eq!(line(ErrorReply::TcpOnly("brd").into()), "error: brd is only available over TCP\n");
+    }
+
+    #[test]
+    fn success_replies() {
+        assert_eq!(line(Reply::Success), "success\n");
+        assert_eq!(line(Reply::Echo(Bytes::from_static(b"a:b"))), "a:b\n");
+        assert_eq!(line(Reply::Value(Bytes::new())), "\n");
+        assert!(Reply::Published.to_line().is_empty());
+    }
+}
