@@ -1,0 +1,186 @@
+//! Helpers for integration tests: start the real `playground` binary on free
+//! ports, talk to it over real sockets, read its admin endpoints.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A port free for both TCP and UDP.
+pub fn free_dual_port() -> u16 {
+    loop {
+        let p = free_port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A running `playground` process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub admin: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Server {
+    /// Starts `playground <role> <args>` with `env`, on a free port and admin
+    /// port, and waits until `/readyz` answers 200.
+    pub fn start(role: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_with_args(role, &[], env)
+    }
+
+    /// Like [`Server::start`] with extra command-line arguments.
+    pub fn start_with_args(role: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_dual_port();
+        let admin = free_port();
+        let port_var = if role == "serve" { "TCP_PORT" } else { "PORT" };
+        let log = std::env::temp_dir().join(format!("playground-test-{role}-{port}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_playground"));
+        cmd.arg(role)
+            .args(args)
+            .env(port_var, port.to_string())
+            .env("ADMIN_PORT", admin.to_string())
+            .env("BIND_ADDRESS", "127.0.0.1")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+            .env("LOG_LEVEL", "info")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start playground");
+        let server = Server { child, port, admin, log };
+        server.wait_ready();
+        server
+    }
+
+    /// Waits (bounded) until `/readyz` returns 200.
+    pub fn wait_ready(&self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if http_get(self.admin, "/readyz").map(|(s, _)| s) == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server not ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    /// A new client connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of an unlabelled or fully labelled metric line, if present.
+    pub fn metric(&self, name_with_labels: &str) -> Option<f64> {
+        let (_, body) = http_get(self.admin, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name_with_labels).and_then(|r| r.strip_prefix(' ')).map(str::to_string))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line-oriented client over a real TCP socket.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects to 127.0.0.1:`port` with a 10 s read timeout.
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    /// Sends one line.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Reads one line (without `\n`); `None` on EOF.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Sends a line and reads the reply.
+    pub fn ask(&mut self, line: &str) -> String {
+        self.send(line);
+        self.read_line().expect("connection closed before a reply")
+    }
+
+    /// `login`, returning the token.
+    pub fn login(&mut self) -> String {
+        let token = self.ask("login");
+        assert_eq!(token.len(), 36, "not a token: {token}");
+        token
+    }
+
+    /// Sets the read timeout.
+    pub fn read_timeout(&self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:`port` (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}

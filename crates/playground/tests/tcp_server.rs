@@ -1,0 +1,238 @@
+//! The TCP server over real sockets: every row of the command and error
+//! tables, broadcasts, framing limits, connection limits, idle timeout, slow
+//! readers, metrics and the SIGTERM lifecycle.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, http_get};
+
+#[test]
+fn every_command_and_error_row() {
+    let server = Server::start("serve", &[]);
+    let mut c = server.connect();
+    let t = c.login();
+    let rows: Vec<(String, String)> = vec![
+        ("msg:hello".into(), "hello".into()),
+        ("msg:a:b:c".into(), "a:b:c".into()),
+        ("msg".into(), "error: something is missing from msg:content".into()),
+        ("msg:".into(), "error: something is missing from msg:content".into()),
+        (format!("mcset:{t}:k1:v:1"), "success".into()),
+        (format!("mcget:{t}:k1"), "v:1".into()),
+        (format!("mcset:{t}:k1"), "error: something is missing from mcset:token:key:value".into()),
+        ("mcset:0f8fad5b-d9cb-469f-a165-70867728950e:k:v".into(), "error: invalid token".into()),
+        (format!("mcset:{t}:{}:v", "k".repeat(65)), "error: either key length > 64 or value length > 256".into()),
+        (format!("mcset:{t}:k:{}", "v".repeat(257)), "error: either key length > 64 or value length > 256".into()),
+        (format!("mcset:{t}:a b:v"), "error: invalid key".into()),
+        (format!("mcget:{t}"), "error: something is missing from mcget:key".into()),
+        ("mcget:0f8fad5b-d9cb-469f-a165-70867728950e:k1".into(), "error: invalid token".into()),
+        (format!("mcget:{t}:{}", "k".repeat(65)), "error: key length > 64".into()),
+        (format!("mcget:{t}:missing"), "error: finding key missing".into()),
+        ("brd".into(), "error: token or message missing, brd:token:message".into()),
+        (format!("brd:{t}"), "error: token or message missing, brd:token:message".into()),
+        ("brd:abc:hi".into(), "error: invalid token length".into()),
+        ("brd:0f8fad5b-d9cb-469f-a165-70867728950e:hi".into(), "error: invalid token, re-login".into()),
+        ("msgx:hello".into(), "error: unknown command".into()),
+        ("".into(), "error: unknown command".into()),
+        ("msg:crlf\r".into(), "crlf".into()),
+    ];
+    for (line, want) in rows {
+        assert_eq!(c.ask(&line), want, "for {line:?}");
+    }
+    // The token is bound to its connection.
+    let mut other = server.connect();
+    assert_eq!(other.ask(&format!("mcget:{t}:k1")), "error: invalid token");
+    // Client data is shared between tokens.
+    let t2 = other.login();
+    assert_eq!(other.ask(&format!("mcget:{t2}:k1")), "v:1");
+}
+
+#[test]
+fn a_broadcast_reaches_every_client_the_sender_too() {
+    let server = Server::start("serve", &[]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    let t = a.login();
+    assert_eq!(b.ask("msg:ready"), "ready");
+    a.send(&format!("brd:{t}:hello: everyone"));
+    assert_eq!(a.read_line().unwrap(), "hello: everyone");
+    assert_eq!(b.read_line().unwrap(), "hello: everyone");
+    // The sender's next reply is its own, not a leftover.
+    assert_eq!(a.ask("msg:after"), "after");
+}
+
+#[test]
+fn a_long_line_is_refused_and_the_connection_stays_usable() {
+    let server = Server::start("serve", &[]);
+    let mut c = server.connect();
+    assert_eq!(c.ask(&"x".repeat(600)), "error: line too long");
+    assert_eq!(c.ask("msg:still here"), "still here");
+    let max = format!("msg:{}", "y".repeat(512 - 4));
+    assert_eq!(c.ask(&max), "y".repeat(508));
+    assert_eq!(c.ask(&format!("{max}z")), "error: line too long");
+    // Several commands in one write are answered in order.
+    c.send_raw(b"msg:1\nmsg:2\r\nmsg:3\n");
+    assert_eq!([c.read_line(), c.read_line(), c.read_line()], [Some("1".into()), Some("2".into()), Some("3".into())]);
+    // Bytes that are not UTF-8 are echoed untouched.
+    c.send_raw(b"msg:\xff\xfe\n");
+    let mut raw = [0u8; 3];
+    std::io::Read::read_exact(&mut c.stream, &mut raw).unwrap();
+    assert_eq!(&raw, b"\xff\xfe\n");
+}
+
+#[test]
+fn buff_size_is_configurable() {
+    let server = Server::start("serve", &[("BUFF_SIZE", "16")]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("msg:0123456789ab"), "0123456789ab");
+    assert_eq!(c.ask("msg:0123456789abc"), "error: line too long");
+}
+
+#[test]
+fn the_server_refuses_connections_beyond_its_maximum() {
+    let server = Server::start("serve", &[("MAX_CONNECTIONS", "2")]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    assert_eq!(a.ask("msg:a"), "a");
+    assert_eq!(b.ask("msg:b"), "b");
+    let mut c = server.connect();
+    assert_eq!(c.read_line().as_deref(), Some("error: server full"));
+    assert_eq!(c.read_line(), None);
+    drop(a);
+    // Once a slot frees up, a new client gets in (bounded retries).
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut d = server.connect();
+        d.read_timeout(Duration::from_secs(2));
+        d.send("msg:in");
+        if d.read_line().as_deref() == Some("in") {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok, "a freed slot was never reused");
+    assert_eq!(server.metric("playground_tcp_connections_rejected_total{reason=\"server_full\"}").map(|v| v >= 1.0), Some(true));
+}
+
+#[test]
+fn idle_clients_are_disconnected() {
+    let server = Server::start("serve", &[("IDLE_TIMEOUT", "500ms")]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("msg:x"), "x");
+    assert_eq!(c.read_line(), None, "an idle connection must be closed by the server");
+    assert_eq!(server.metric("playground_tcp_disconnects_total{reason=\"idle\"}"), Some(1.0));
+}
+
+#[test]
+fn a_slow_reader_is_disconnected_without_delaying_others() {
+    let server = Server::start("serve", &[("CLIENT_QUEUE", "1024"), ("WRITE_TIMEOUT", "1s"), ("BUFF_SIZE", "2048")]);
+    let mut slow = server.connect();
+    let mut fast = server.connect();
+    assert_eq!(slow.ask("msg:x"), "x");
+    let t = fast.login();
+    // 30 MB of broadcasts: far more than the kernel buffers of a client that
+    // never reads. The fast client (also the sender) reads every line, in
+    // batches, so it never falls more than a batch behind.
+    let body = "b".repeat(1500);
+    let (batches, per_batch) = (200, 100);
+    for b in 0..batches {
+        for i in 0..per_batch {
+            fast.send(&format!("brd:{t}:{body}{b}-{i}"));
+        }
+        for i in 0..per_batch {
+            assert_eq!(fast.read_line().unwrap(), format!("{body}{b}-{i}"));
+        }
+    }
+    assert_eq!(fast.ask("msg:still fast"), "still fast");
+    let mut disconnected = false;
+    for _ in 0..100 {
+        if server.metric("playground_tcp_disconnects_total{reason=\"slow_reader\"}") == Some(1.0) {
+            disconnected = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(disconnected, "the slow reader must be disconnected and counted");
+    drop(slow);
+}
+
+#[test]
+fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
+    let mut server = Server::start("serve", &[("SIGTERM_TIMEOUT", "2"), ("RECONNECT_GRACE", "2s")]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("msg:before"), "before");
+    assert_eq!(http_get(server.admin, "/healthz").map(|r| r.0), Some(200));
+    server.signal("TERM");
+    // Readiness fails at once (well before SIGTERM_TIMEOUT).
+    let mut not_ready = false;
+    for _ in 0..40 {
+        if http_get(server.admin, "/readyz").map(|r| r.0) == Some(503) {
+            not_ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(not_ready, "/readyz must turn 503 after SIGTERM");
+    // Still serving, new clients included.
+    assert_eq!(c.ask("msg:during"), "during");
+    let mut late = server.connect();
+    assert_eq!(late.ask("msg:late"), "late");
+    // Then `reconnect` arrives, and the process exits 0.
+    assert_eq!(c.read_line().as_deref(), Some("reconnect"));
+    assert_eq!(late.read_line().as_deref(), Some("reconnect"));
+    drop(c);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    drop(late);
+    assert!(server.log().contains("Telling clients to reconnect"));
+}
+
+#[test]
+fn metrics_are_exported_in_prometheus_format() {
+    let server = Server::start("serve", &[]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("msg:x"), "x");
+    let (status, body) = http_get(server.admin, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "playground_tcp_connections ",
+        "playground_tcp_connections_accepted_total ",
+        "playground_commands_total{transport=\"tcp\",command=\"msg\",outcome=\"ok\"} 1",
+        "playground_command_duration_seconds_bucket{transport=\"tcp\",command=\"msg\"",
+        "playground_broadcasts_delivered_total ",
+        "playground_bytes_received_total{transport=\"tcp\"} ",
+        "playground_bytes_sent_total{transport=\"tcp\"} ",
+        "playground_ready 1",
+    ] {
+        assert!(body.contains(name), "missing {name} in\n{body}");
+    }
+    assert_eq!(server.metric("playground_tcp_connections"), Some(1.0));
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_naming_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground"))
+        .arg("tcp")
+        .env("IDLE_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("IDLE_TIMEOUT"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground")).arg("tcp").env("PORT", "x").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
+}
+
+#[test]
+fn help_documents_every_option_with_its_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground")).args(["tcp", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PORT", "BUFF_SIZE", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "CLIENT_QUEUE", "WRITE_TIMEOUT", "RECONNECT_GRACE",
+        "ADMIN_PORT", "SIGTERM_TIMEOUT", "POD_NAME", "LOG_LEVEL", "LOG_FORMAT",
+    ] {
+        assert!(help.contains(&format!("[env: {var}")), "--help lacks {var}:\n{help}");
+    }
+}
