@@ -80,6 +80,9 @@ pub struct TcpOptions {
     /// After sending `reconnect` at shutdown, wait this long for clients to leave.
     #[arg(long, env = "RECONNECT_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub reconnect_grace: Duration,
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    #[arg(long, env = "LISTEN_BACKLOG", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub listen_backlog: u32,
     /// Address to bind the client listeners to.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,

@@ -47,7 +47,7 @@ async fn run(common: &CommonOptions, backend: &BackendOptions, tcp: Option<(u16,
 
     let mut reconnect_grace = std::time::Duration::ZERO;
     if let Some((port, opts)) = tcp {
-        let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port)).await?;
+        let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port), opts.listen_backlog)?;
         let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
         tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
         reconnect_grace = opts.reconnect_grace;

@@ -22,8 +22,18 @@ fn echo_run_in_the_original_positional_form() {
     let server = Server::start("serve", &[]);
     let port = server.port.to_string();
     let report = load(&[
-        "tcp", "5", "127.0.0.1", &port, "--conn-interval", "1ms", "--msg-interval", "20ms", "--alive", "1s",
-        "--read-timeout", "2s",
+        "tcp",
+        "5",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "1ms",
+        "--msg-interval",
+        "20ms",
+        "--alive",
+        "1s",
+        "--read-timeout",
+        "2s",
     ]);
     let sent = field(&report, "packets sent");
     assert!(sent >= 5, "{report}");
@@ -37,7 +47,20 @@ fn echo_run_in_the_original_positional_form() {
 fn as_fast_as_replies_come_back() {
     let server = Server::start("serve", &[]);
     let port = server.port.to_string();
-    let report = load(&["tcp", "4", "127.0.0.1", &port, "--conn-interval", "0", "--msg-interval", "0", "--alive", "500ms", "--read-timeout", "2s"]);
+    let report = load(&[
+        "tcp",
+        "4",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "0",
+        "--msg-interval",
+        "0",
+        "--alive",
+        "500ms",
+        "--read-timeout",
+        "2s",
+    ]);
     assert!(field(&report, "packets received") > 100, "{report}");
     assert_eq!(field(&report, "wrong replies"), 0, "{report}");
 }
@@ -48,8 +71,20 @@ fn a_server_shutdown_shows_up_as_reconnects() {
     let port = server.port.to_string();
     let runner = std::thread::spawn(move || {
         load(&[
-            "tcp", "3", "127.0.0.1", &port, "--conn-interval", "0", "--msg-interval", "50ms", "--alive", "2s",
-            "--read-timeout", "1s", "--reconnect-delay", "200ms",
+            "tcp",
+            "3",
+            "127.0.0.1",
+            &port,
+            "--conn-interval",
+            "0",
+            "--msg-interval",
+            "50ms",
+            "--alive",
+            "2s",
+            "--read-timeout",
+            "1s",
+            "--reconnect-delay",
+            "200ms",
         ])
     });
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -113,7 +113,10 @@ fn the_server_refuses_connections_beyond_its_maximum() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(ok, "a freed slot was never reused");
-    assert_eq!(server.metric("playground_tcp_connections_rejected_total{reason=\"server_full\"}").map(|v| v >= 1.0), Some(true));
+    assert_eq!(
+        server.metric("playground_tcp_connections_rejected_total{reason=\"server_full\"}").map(|v| v >= 1.0),
+        Some(true)
+    );
 }
 
 #[test]
@@ -221,7 +224,8 @@ fn an_invalid_setting_stops_start_up_naming_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("IDLE_TIMEOUT"), "{err}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground")).arg("tcp").env("PORT", "x").output().unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_playground")).arg("tcp").env("PORT", "x").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
 }
 
@@ -230,8 +234,18 @@ fn help_documents_every_option_with_its_variable() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground")).args(["tcp", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for var in [
-        "PORT", "BUFF_SIZE", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "CLIENT_QUEUE", "WRITE_TIMEOUT", "RECONNECT_GRACE",
-        "ADMIN_PORT", "SIGTERM_TIMEOUT", "POD_NAME", "LOG_LEVEL", "LOG_FORMAT",
+        "PORT",
+        "BUFF_SIZE",
+        "IDLE_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "CLIENT_QUEUE",
+        "WRITE_TIMEOUT",
+        "RECONNECT_GRACE",
+        "ADMIN_PORT",
+        "SIGTERM_TIMEOUT",
+        "POD_NAME",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
     ] {
         assert!(help.contains(&format!("[env: {var}")), "--help lacks {var}:\n{help}");
     }

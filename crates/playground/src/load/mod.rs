@@ -17,12 +17,23 @@ use tokio::net::lookup_host;
 
 use crate::config::parse_duration;
 pub use stats::{Report, Stats};
+pub use tcp::Worker;
 
 /// Transport to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
     /// TCP connections.
     Tcp,
+}
+
+/// What each connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Send `msg:` and check the echo.
+    Echo,
+    /// Hold the connection open without sending (memory and idle-CPU tests);
+    /// `reconnect` is still followed.
+    Idle,
 }
 
 /// `playground load`.
@@ -39,6 +50,9 @@ pub struct LoadArgs {
     pub host: String,
     /// Server port [default: 40000 for tcp].
     pub port: Option<u16>,
+    /// What each connection does.
+    #[arg(long, value_enum, default_value_t = Scenario::Echo)]
+    pub scenario: Scenario,
     /// Time between opening two connections.
     #[arg(long, default_value = "15ms", value_parser = parse_duration)]
     pub conn_interval: Duration,

@@ -16,8 +16,8 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::codec::FramedRead;
 
-use super::LoadArgs;
 use super::stats::{Stats, new_histogram};
+use super::{LoadArgs, Scenario};
 use crate::tcp::codec::{Frame, LineCodec};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +78,9 @@ impl Worker {
         let (reader, mut writer) = stream.into_split();
         let mut lines = FramedRead::new(reader, LineCodec::new(MAX_REPLY));
         let prefix = format!("{}-{}-", self.args.payload, self.id);
+        if self.args.scenario == Scenario::Idle {
+            return if self.wait_until(end, &mut lines).await { Ended::Again } else { Ended::Done };
+        }
         let mut next_send = Instant::now();
         while Instant::now() < end {
             *seq += 1;

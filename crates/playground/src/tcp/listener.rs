@@ -7,16 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use super::Shared;
 use super::handler::handle;
 
-/// Binds `addr` (failing start-up when the port is taken).
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot bind the TCP port {}: {e}", addr.port()))
+/// Binds `addr` with a listen backlog of `backlog` (failing start-up when the
+/// port is taken). A deep backlog matters when thousands of clients connect
+/// at once, e.g. after another instance told them to reconnect.
+pub fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
+    let fail = |e: std::io::Error| anyhow::anyhow!("cannot listen on TCP port {}: {e}", addr.port());
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(backlog).map_err(fail)
 }
 
 /// Accepts connections until the lifecycle's reconnect phase.
