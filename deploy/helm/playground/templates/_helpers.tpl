@@ -189,6 +189,15 @@ valueFrom:
 {{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled -}}
 {{- fail "enable metrics.serviceMonitor or metrics.podMonitor, not both (every target would be scraped twice)" -}}
 {{- end -}}
+{{- $pa := index .Values "prometheus-adapter" -}}
+{{- if and $pa.enabled .Values.autoscaling.adapterRules.enabled -}}
+{{- if ne (toString (dig "rules" "existing" "" $pa)) .Values.autoscaling.adapterRules.configMapName -}}
+{{- fail (printf "prometheus-adapter.rules.existing must be autoscaling.adapterRules.configMapName (%s) so the adapter serves the HPA metrics" .Values.autoscaling.adapterRules.configMapName) -}}
+{{- end -}}
+{{- if and .Values.autoscaling.adapterRules.namespace (ne .Values.autoscaling.adapterRules.namespace .Release.Namespace) -}}
+{{- fail "autoscaling.adapterRules.namespace must be the release namespace when the prometheus-adapter sub-chart is enabled" -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.gateway.enabled (not (or .Values.tcp.enabled .Values.udp.enabled)) -}}
 {{- fail "the gateway needs tcp or udp enabled" -}}
 {{- end -}}
