@@ -133,6 +133,87 @@ pub struct BackendOptions {
     /// Entries the embedded cache holds (used when MEMCACHED_SERVICE is unset).
     #[arg(long, env = "CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_capacity: u64,
+    #[command(flatten)]
+    pub memcached: MemcachedOptions,
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
+    /// Log events queued for shipping to Kafka before new ones are dropped (and counted).
+    #[arg(long, env = "LOG_SHIP_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_ship_queue: u32,
+}
+
+/// The memcached cache, shared by every instance.
+#[derive(Debug, Clone, Args)]
+pub struct MemcachedOptions {
+    /// memcached host name; every address it resolves to is a cache node
+    /// (a headless Kubernetes service gives every pod). Unset: embedded cache.
+    #[arg(long, env = "MEMCACHED_SERVICE")]
+    pub memcached_service: Option<String>,
+    /// memcached port.
+    #[arg(long, env = "MEMCACHED_PORT", default_value_t = 11211)]
+    pub memcached_port: u16,
+    /// Connections kept open to each memcached node.
+    #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memcached_pool_size: u32,
+    /// Time limit for one memcached operation (connecting included).
+    #[arg(long, env = "MEMCACHED_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub memcached_timeout: Duration,
+    /// How often MEMCACHED_SERVICE is resolved again to follow nodes coming and going.
+    #[arg(long, env = "MEMCACHED_RESOLVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub memcached_resolve_interval: Duration,
+}
+
+/// Kafka: broadcasts between instances and log shipping.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaOptions {
+    /// Comma-separated Kafka bootstrap brokers (`host:port,...`). Unset: embedded bus, no log shipping.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka security protocol [default: sasl_plaintext when KAFKA_SASL_USER is set, else plaintext].
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum)]
+    pub kafka_security_protocol: Option<KafkaSecurity>,
+    /// SASL mechanism.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, default_value_t = SaslMechanism::Plain)]
+    pub kafka_sasl_mechanism: SaslMechanism,
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USER")]
+    pub kafka_sasl_user: Option<String>,
+    /// SASL password (prefer the environment or a Kubernetes Secret to the flag).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+    /// CA certificate file (PEM) to verify the brokers' TLS certificates.
+    #[arg(long, env = "KAFKA_SSL_CA_FILE")]
+    pub kafka_ssl_ca_file: Option<std::path::PathBuf>,
+    /// Topic carrying broadcasts between instances.
+    #[arg(long, env = "KAFKA_BCAST_TOPIC", default_value = "broadcasts")]
+    pub kafka_bcast_topic: String,
+    /// Topic every instance ships its log events to.
+    #[arg(long, env = "KAFKA_LOGGING_TOPIC", default_value = "general-logs")]
+    pub kafka_logging_topic: String,
+    /// Time limit for Kafka to acknowledge a broadcast before `brd` fails.
+    #[arg(long, env = "KAFKA_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub kafka_publish_timeout: Duration,
+}
+
+/// Kafka security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    Plaintext,
+    SaslPlaintext,
+    Ssl,
+    SaslSsl,
+}
+
+/// SASL mechanisms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN", alias = "plain")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
 }
 
 /// The host name, for POD_NAME's default.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use playground::config::{Cli, Command};
-use playground::{load, serve, telemetry};
+use playground::{load, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -16,12 +16,12 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Tcp(args) => {
-                telemetry::init(&args.common)?;
-                serve::run_tcp(args).await
+                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                serve::run_tcp(args, shipper).await
             }
             Command::Serve(args) => {
-                telemetry::init(&args.common)?;
-                serve::run_serve(args).await
+                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                serve::run_serve(args, shipper).await
             }
             Command::Load(args) => load::run(args).await,
         }

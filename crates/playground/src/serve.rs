@@ -3,49 +3,95 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::bus::{Bus, EmbeddedBus};
-use crate::cache::{Cache, EmbeddedCache};
+use crate::bus::{Bus, EmbeddedBus, KafkaBus};
+use crate::cache::{Cache, EmbeddedCache, MemcachedCache};
 use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions};
 use crate::executor::Executor;
 use crate::lifecycle::Lifecycle;
-use crate::{admin, metrics, tcp};
+use crate::logship::{self, Shipper};
+use crate::{admin, metrics, tcp, telemetry};
+
+/// Time allowed at shutdown to ship the last log events and broadcasts.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// Installs logging; with Kafka configured, also the log-shipping layer,
+/// whose shipper is started once the runtime is up.
+pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow::Result<Option<Shipper>> {
+    let (layer, shipper) = match backends.kafka.kafka_brokers {
+        Some(_) => {
+            let (l, s) = logship::channel(&common.instance_name(), backends.log_ship_queue as usize);
+            (Some(l), Some(s))
+        }
+        None => (None, None),
+    };
+    telemetry::init(common, layer)?;
+    Ok(shipper)
+}
 
 /// `playground tcp`.
-pub async fn run_tcp(args: TcpArgs) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, Some((args.port, &args.tcp))).await
+pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp))).await
 }
 
 /// `playground serve`: every server in one process over one cache and bus.
-pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, Some((args.tcp_port, &args.tcp))).await
+pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp))).await
 }
 
-/// Builds the cache and bus the configuration asks for.
-fn backends(opts: &BackendOptions, client_queue: usize) -> (Arc<dyn Cache>, Arc<dyn Bus>) {
-    let cache: Arc<dyn Cache> = Arc::new(EmbeddedCache::new(opts.cache_capacity));
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::new(client_queue));
-    (cache, bus)
+/// The backends the configuration asks for.
+struct Backends {
+    cache: Arc<dyn Cache>,
+    bus: Arc<dyn Bus>,
+    kafka: Option<Arc<KafkaBus>>,
+    shared: bool,
 }
 
-async fn run(common: &CommonOptions, backend: &BackendOptions, tcp: Option<(u16, &TcpOptions)>) -> anyhow::Result<()> {
+async fn backends(opts: &BackendOptions, instance: &str, client_queue: usize) -> anyhow::Result<Backends> {
+    let (cache, shared_cache): (Arc<dyn Cache>, bool) = match &opts.memcached.memcached_service {
+        Some(host) => (MemcachedCache::start(&opts.memcached, host.clone()).await, true),
+        None => (Arc::new(EmbeddedCache::new(opts.cache_capacity)), false),
+    };
+    let (bus, kafka): (Arc<dyn Bus>, _) = match &opts.kafka.kafka_brokers {
+        Some(_) => {
+            let k = KafkaBus::start(&opts.kafka, instance, client_queue).await?;
+            (k.clone(), Some(k))
+        }
+        None => (Arc::new(EmbeddedBus::new(client_queue)), None),
+    };
+    let shared = shared_cache && kafka.is_some();
+    Ok(Backends { cache, bus, kafka, shared })
+}
+
+async fn run(
+    common: &CommonOptions,
+    backend: &BackendOptions,
+    shipper: Option<Shipper>,
+    tcp: Option<(u16, &TcpOptions)>,
+) -> anyhow::Result<()> {
     let prometheus = metrics::install();
     let lifecycle = Lifecycle::new();
     lifecycle.set_ready(false);
+    let shipper = match shipper {
+        Some(s) => Some(s.start(&backend.kafka)?),
+        None => None,
+    };
+    let instance = common.instance_name();
     let client_queue = tcp.map_or(1024, |(_, o)| o.client_queue as usize);
-    let (cache, bus) = backends(backend, client_queue);
-    info!(pod = %common.instance_name(), cache = %cache.describe(), bus = %bus.describe(), "Starting");
-    if cache.describe().starts_with("embedded") {
+    let b = backends(backend, &instance, client_queue).await?;
+    info!(pod = %instance, cache = %b.cache.describe(), bus = %b.bus.describe(), "Starting");
+    if !b.shared {
         warn!(
-            "Embedded cache and bus: state is not shared with other instances (set MEMCACHED_SERVICE and KAFKA_BROKERS to share it)"
+            "Embedded cache or bus: state is not shared with other instances (set MEMCACHED_SERVICE and KAFKA_BROKERS to share it)"
         );
     }
-    let executor = Arc::new(Executor::new(cache, bus));
+    let executor = Arc::new(Executor::new(b.cache, b.bus));
     admin::start(SocketAddr::new(common.admin_bind_address, common.admin_port), prometheus, lifecycle.clone()).await?;
 
-    let mut reconnect_grace = std::time::Duration::ZERO;
+    let mut reconnect_grace = Duration::ZERO;
     if let Some((port, opts)) = tcp {
         let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port), opts.listen_backlog)?;
         let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
@@ -54,5 +100,11 @@ async fn run(common: &CommonOptions, backend: &BackendOptions, tcp: Option<(u16,
     }
     lifecycle.set_ready(true);
     lifecycle.run_shutdown(common.sigterm_timeout, reconnect_grace).await;
+    if let Some(k) = b.kafka {
+        let _ = tokio::task::spawn_blocking(move || k.flush(FLUSH_LIMIT)).await;
+    }
+    if let Some(s) = shipper {
+        s.flush(FLUSH_LIMIT).await;
+    }
     Ok(())
 }

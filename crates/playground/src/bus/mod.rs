@@ -4,6 +4,7 @@
 //! many. Either way, delivery inside a process goes through one [`Fanout`].
 
 mod embedded;
+mod kafka;
 mod fanout;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use embedded::EmbeddedBus;
+pub use kafka::KafkaBus;
 pub use fanout::{Delivery, Fanout, Subscription};
 
 /// The bus did not accept the message; the client gets

@@ -3,6 +3,7 @@
 //! embedded implementation serves a single process, memcached serves many.
 
 mod embedded;
+mod memcached;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use playground_protocol::{Key, Token};
 
 pub use embedded::EmbeddedCache;
+pub use memcached::MemcachedCache;
 
 /// The cache did not answer; the client gets `error: cache unavailable`.
 #[derive(Debug, thiserror::Error)]

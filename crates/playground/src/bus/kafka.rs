@@ -1,0 +1,240 @@
+//! The Kafka bus: broadcasts published by any instance reach the clients of
+//! every instance.
+//!
+//! Publishing uses an idempotent producer with `acks=all` and waits for the
+//! acknowledgement, so `brd` only succeeds once the broadcast is durable.
+//! Receiving uses one consumer per instance, assigned by hand to every
+//! partition of the topic (no consumer group, no shared offsets), starting at
+//! the instance's start time: a new instance never replays older broadcasts.
+//! What it receives goes to the in-process [`Fanout`].
+//!
+//! Kafka being unreachable never stops the server: a background task keeps
+//! probing the brokers; while they are down, `brd` fails at once with
+//! [`BusError`] instead of waiting for a timeout, and everything resumes by
+//! itself when they come back.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use super::{Bus, BusError, Fanout, Subscription};
+use crate::config::KafkaOptions;
+
+/// How often the brokers and the topic's partitions are checked.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// The Kafka-backed [`Bus`].
+pub struct KafkaBus {
+    producer: FutureProducer,
+    topic: String,
+    publish_timeout: Duration,
+    reachable: Arc<AtomicBool>,
+    fanout: Fanout,
+    brokers: String,
+}
+
+impl KafkaBus {
+    /// Connects (lazily: an unreachable Kafka is not an error) and starts
+    /// consuming broadcasts published from now on.
+    pub async fn start(opts: &KafkaOptions, instance: &str, client_queue: usize) -> anyhow::Result<Arc<Self>> {
+        let base = crate::kafka::client_config(opts)?;
+        let timeout_ms = opts.kafka_publish_timeout.as_millis().max(1).to_string();
+        let producer: FutureProducer = base
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("client.id", format!("playground-bcast-{instance}"))
+            .create()?;
+        // A group id is required by librdkafka even with manual assignment;
+        // a unique one keeps instances from sharing anything.
+        let group = format!("playground-bcast-{instance}-{}", uuid::Uuid::new_v4());
+        let consumer: StreamConsumer = base
+            .clone()
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "latest")
+            // The first instance to look for the topic creates it (when the
+            // brokers allow it), so broadcasts work on a fresh cluster.
+            .set("allow.auto.create.topics", "true")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.error.backoff.ms", "100")
+            .create()?;
+        let bus = Arc::new(KafkaBus {
+            producer,
+            topic: opts.kafka_bcast_topic.clone(),
+            publish_timeout: opts.kafka_publish_timeout,
+            reachable: Arc::new(AtomicBool::new(false)),
+            fanout: Fanout::new(client_queue),
+            brokers: opts.kafka_brokers.clone().unwrap_or_default(),
+        });
+        let consumer = Arc::new(consumer);
+        let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let mut assigner = Assigner { consumer: consumer.clone(), topic: bus.topic.clone(), started_ms, assigned: 0 };
+        // One probe before serving, so `brd` works from the first command
+        // when Kafka is up; afterwards, keep probing in the background.
+        assigner.probe(&bus.reachable).await;
+        let reachable = bus.reachable.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                assigner.probe(&reachable).await;
+            }
+        });
+        tokio::spawn(receive(consumer, bus.fanout.clone()));
+        Ok(bus)
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, sender: SocketAddr, message: Bytes) -> Result<(), BusError> {
+        if !self.reachable.load(Ordering::Relaxed) {
+            return Err(BusError("Kafka unreachable".into()));
+        }
+        let key = sender.to_string();
+        let record = FutureRecord::to(&self.topic).key(&key).payload(message.as_ref());
+        match self.producer.send(record, Timeout::After(self.publish_timeout)).await {
+            Ok(_) => Ok(()),
+            Err((e, _)) => {
+                warn!(error = %e, "broadcast not published");
+                Err(BusError(e.to_string()))
+            }
+        }
+    }
+
+    fn subscribe(&self) -> Subscription {
+        self.fanout.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka {} topic {}", self.brokers, self.topic)
+    }
+}
+
+impl KafkaBus {
+    /// Flushes what the producer still holds (at shutdown).
+    pub fn flush(&self, limit: Duration) {
+        let _ = self.producer.flush(Timeout::After(limit));
+    }
+}
+
+/// Keeps the consumer assigned to every partition of the topic. New
+/// partitions start at the instance's start time; partitions already
+/// assigned keep their position.
+struct Assigner {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    started_ms: i64,
+    assigned: usize,
+}
+
+impl Assigner {
+    /// Checks the brokers (updating `reachable`) and assigns new partitions.
+    async fn probe(&mut self, reachable: &AtomicBool) {
+        let topic = self.topic.clone();
+        let (c, t) = (self.consumer.clone(), topic.clone());
+        // Metadata calls block: keep them off the async workers.
+        match tokio::task::spawn_blocking(move || partitions(&c, &t)).await {
+            Ok(Ok(count)) => {
+                if !reachable.swap(true, Ordering::Relaxed) {
+                    info!(topic, partitions = count, "Kafka reachable: broadcasts enabled");
+                }
+                if count > self.assigned {
+                    let (c, t, since) = (self.consumer.clone(), topic.clone(), self.started_ms);
+                    match tokio::task::spawn_blocking(move || assign(&c, &t, count, since)).await {
+                        Ok(Ok(())) => {
+                            info!(topic, partitions = count, "consuming broadcasts");
+                            self.assigned = count;
+                        }
+                        Ok(Err(e)) => warn!(error = %e, "cannot assign broadcast partitions yet"),
+                        Err(e) => warn!(error = %e, "assignment task failed"),
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                if reachable.swap(false, Ordering::Relaxed) {
+                    warn!(error = %e, "Kafka unreachable: broadcasts unavailable until it is back");
+                } else {
+                    debug!(error = %e, "Kafka still unreachable");
+                }
+            }
+            Err(e) => warn!(error = %e, "probe task failed"),
+        }
+    }
+}
+
+/// Number of partitions of `topic`; an error when the brokers cannot be
+/// reached. A missing topic is created by producing to it (the brokers
+/// auto-create topics) or by the deployment, so it counts as reachable.
+fn partitions(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<usize> {
+    let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(2)))?;
+    Ok(md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len()))
+}
+
+/// Assigns partitions `0..count`: known ones at their current position, new
+/// ones at the first offset at or after `started_ms`.
+fn assign(consumer: &StreamConsumer, topic: &str, count: usize, started_ms: i64) -> anyhow::Result<()> {
+    let current: HashMap<i32, Offset> = consumer
+        .position()
+        .map(|tpl| tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect())
+        .unwrap_or_default();
+    let mut by_time = TopicPartitionList::new();
+    for p in 0..count as i32 {
+        if !current.contains_key(&p) {
+            by_time.add_partition_offset(topic, p, Offset::Offset(started_ms))?;
+        }
+    }
+    let starts = if by_time.count() > 0 {
+        offsets_for_times(consumer, by_time)?
+    } else {
+        TopicPartitionList::new()
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..count as i32 {
+        let offset = match current.get(&p) {
+            Some(Offset::Offset(o)) => Offset::Offset(*o),
+            _ => starts.find_partition(topic, p).map(|e| e.offset()).unwrap_or(Offset::End),
+        };
+        // No message at or after the start time yet: read whatever comes next.
+        let offset = if matches!(offset, Offset::Offset(_)) { offset } else { Offset::End };
+        tpl.add_partition_offset(topic, p, offset)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(())
+}
+
+fn offsets_for_times(consumer: &StreamConsumer, tpl: TopicPartitionList) -> anyhow::Result<TopicPartitionList> {
+    Ok(consumer.offsets_for_times(tpl, Timeout::After(Duration::from_secs(5)))?)
+}
+
+/// Moves every received broadcast into the fan-out.
+async fn receive(consumer: Arc<StreamConsumer>, fanout: Fanout) {
+    loop {
+        match consumer.recv().await {
+            Ok(msg) => {
+                if let Some(payload) = msg.payload() {
+                    fanout.deliver(payload);
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "broadcast consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
