@@ -73,6 +73,9 @@ async fn run(
     tcp: Option<(u16, &TcpOptions)>,
 ) -> anyhow::Result<()> {
     let prometheus = metrics::install();
+    // Present from the start (at 0) so dashboards and alerts see the series
+    // whether or not shipping is configured.
+    ::metrics::counter!("playground_log_events_dropped_total", "reason" => "queue_full").absolute(0);
     let lifecycle = Lifecycle::new();
     lifecycle.set_ready(false);
     let shipper = match shipper {
