@@ -29,6 +29,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate load against a server and report what happened.
     Load(LoadArgs),
+    /// Index the log topic into Elasticsearch/OpenSearch (nothing lost, nothing duplicated).
+    Logger(Box<crate::logger::config::LoggerArgs>),
 }
 
 /// `playground tcp`.

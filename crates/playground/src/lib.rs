@@ -14,6 +14,7 @@ pub mod executor;
 pub mod kafka;
 pub mod lifecycle;
 pub mod load;
+pub mod logger;
 pub mod logship;
 pub mod metrics;
 pub mod serve;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use playground::config::{Cli, Command};
-use playground::{load, serve};
+use playground::{load, logger, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
                 serve::run_serve(args, shipper).await
             }
             Command::Load(args) => load::run(args).await,
+            Command::Logger(args) => logger::run(*args).await,
         }
     });
     match result {

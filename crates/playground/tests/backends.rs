@@ -268,10 +268,9 @@ fn forward(listener: TcpListener, target: String) {
     std::thread::spawn(move || {
         for inbound in listener.incoming().flatten() {
             let Ok(outbound) = TcpStream::connect(&target) else { continue };
-            for (mut from, mut to) in [
-                (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
-                (outbound, inbound),
-            ] {
+            for (mut from, mut to) in
+                [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)]
+            {
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16384];
                     while let Ok(n) = from.read(&mut buf) {

@@ -198,11 +198,7 @@ fn assign(consumer: &StreamConsumer, topic: &str, count: usize, started_ms: i64)
             by_time.add_partition_offset(topic, p, Offset::Offset(started_ms))?;
         }
     }
-    let starts = if by_time.count() > 0 {
-        offsets_for_times(consumer, by_time)?
-    } else {
-        TopicPartitionList::new()
-    };
+    let starts = if by_time.count() > 0 { offsets_for_times(consumer, by_time)? } else { TopicPartitionList::new() };
     let mut tpl = TopicPartitionList::new();
     for p in 0..count as i32 {
         let offset = match current.get(&p) {
@@ -237,4 +233,3 @@ async fn receive(consumer: Arc<StreamConsumer>, fanout: Fanout) {
         }
     }
 }
-

@@ -4,8 +4,8 @@
 //! many. Either way, delivery inside a process goes through one [`Fanout`].
 
 mod embedded;
-mod kafka;
 mod fanout;
+mod kafka;
 
 use std::net::SocketAddr;
 
@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use embedded::EmbeddedBus;
-pub use kafka::KafkaBus;
 pub use fanout::{Delivery, Fanout, Subscription};
+pub use kafka::KafkaBus;
 
 /// The bus did not accept the message; the client gets
 /// `error: broadcast unavailable`.

@@ -106,7 +106,8 @@ impl MemcachedCache {
             }
         };
         let current = self.current();
-        if addrs.is_empty() || (addrs.len() == current.pools.len() && addrs.iter().all(|a| current.pools.contains_key(a)))
+        if addrs.is_empty()
+            || (addrs.len() == current.pools.len() && addrs.iter().all(|a| current.pools.contains_key(a)))
         {
             return;
         }

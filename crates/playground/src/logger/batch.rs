@@ -1,0 +1,308 @@
+//! The batch stage: turns Kafka messages into bulk-API lines and groups them
+//! until a count, byte or age limit is reached.
+//!
+//! A batch also carries the acknowledgement data of every message it took,
+//! including the ones that produced no document (invalid JSON, too old): the
+//! highest offset per partition. The pipeline commits those offsets only
+//! after the sink has acknowledged the whole batch, so a skipped message is
+//! never committed ahead of an earlier event that is still in flight.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+
+use super::config::IndexMode;
+use super::metrics::{LoggerMetrics, RejectReason};
+
+/// What the batch stage needs to know about one Kafka message.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds since the epoch, when the message has one.
+    pub timestamp_ms: Option<i64>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// How messages become documents.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub index: String,
+    pub mode: IndexMode,
+    /// Events older than this (by Kafka timestamp) are skipped.
+    pub ignore_before: Option<Duration>,
+    /// Keep the payload of invalid messages for the dead-letter topic.
+    pub keep_dead_letters: bool,
+}
+
+/// Limits of one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+/// One document in a batch: `body[start..source]` is the action line,
+/// `body[source..end]` the document line (both end with `\n`).
+#[derive(Debug, Clone, Copy)]
+pub struct Item {
+    pub start: usize,
+    pub source: usize,
+    pub end: usize,
+}
+
+/// A message that could not become a document, kept for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The document id it would have had (`topic/partition/offset`).
+    pub id: String,
+    pub reason: RejectReason,
+    pub error: String,
+    pub payload: Vec<u8>,
+}
+
+/// Documents and acknowledgement data of a group of consecutive messages.
+#[derive(Debug)]
+pub struct Batch {
+    pub body: Vec<u8>,
+    pub items: Vec<Item>,
+    /// Highest offset taken per partition (every message, indexed or not).
+    pub offsets: BTreeMap<i32, i64>,
+    pub dead: Vec<DeadLetter>,
+    /// Messages taken, documents or not.
+    pub events: usize,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch {
+            body: Vec::new(),
+            items: Vec::new(),
+            offsets: BTreeMap::new(),
+            dead: Vec::new(),
+            events: 0,
+            started: None,
+        }
+    }
+
+    /// Whether no message was taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Whether the count or byte limit is reached.
+    pub fn is_full(&self, limits: &Limits) -> bool {
+        self.events >= limits.max_events || self.body.len() >= limits.max_bytes
+    }
+
+    /// When the batch must be sent even if not full.
+    pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        self.started.map(|t| t + limits.max_age)
+    }
+
+    /// The whole body, as sent on the first attempt.
+    pub fn take_body(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(&mut self.body))
+    }
+
+    /// Takes one message: records its offset, and either appends its document
+    /// or counts why it has none.
+    pub fn push(&mut self, msg: Incoming<'_>, enc: &Encoder, metrics: &LoggerMetrics, now_ms: i64) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        self.events += 1;
+        let high = self.offsets.entry(msg.partition).or_insert(msg.offset);
+        *high = (*high).max(msg.offset);
+
+        if let (Some(limit), Some(ts)) = (enc.ignore_before, msg.timestamp_ms) {
+            let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+            if now_ms.saturating_sub(ts) > limit_ms {
+                metrics.rejected(RejectReason::TooOld, 1);
+                return;
+            }
+        }
+        let payload = msg.payload.unwrap_or_default();
+        let source = match document_line(payload) {
+            Ok(source) => source,
+            Err(error) => {
+                metrics.rejected(RejectReason::InvalidJson, 1);
+                let id = doc_id(&msg);
+                tracing::warn!(id = %id, %error, "Skipping a message that is not a JSON object");
+                if enc.keep_dead_letters {
+                    self.dead.push(DeadLetter {
+                        id,
+                        reason: RejectReason::InvalidJson,
+                        error,
+                        payload: payload.to_vec(),
+                    });
+                }
+                return;
+            }
+        };
+        let start = self.body.len();
+        let index = match enc.mode {
+            IndexMode::Single => std::borrow::Cow::Borrowed(enc.index.as_str()),
+            IndexMode::Daily => daily_index(&enc.index, msg.timestamp_ms.unwrap_or(now_ms)).into(),
+        };
+        self.body.extend_from_slice(b"{\"index\":{\"_index\":");
+        write_json_str(&mut self.body, &index);
+        self.body.extend_from_slice(b",\"_id\":");
+        write_json_str(&mut self.body, &doc_id(&msg));
+        self.body.extend_from_slice(b"}}\n");
+        let source_at = self.body.len();
+        match source {
+            Source::Raw => self.body.extend_from_slice(payload),
+            Source::Compacted(v) => self.body.extend_from_slice(&v),
+        }
+        self.body.push(b'\n');
+        self.items.push(Item { start, source: source_at, end: self.body.len() });
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The deterministic document id of a message: a replay overwrites the same
+/// document instead of adding a copy.
+pub fn doc_id(msg: &Incoming<'_>) -> String {
+    format!("{}/{}/{}", msg.topic, msg.partition, msg.offset)
+}
+
+enum Source {
+    /// The payload is a JSON object on one line: sent as it is.
+    Raw,
+    /// The payload spans several lines, which the bulk format cannot carry.
+    Compacted(Vec<u8>),
+}
+
+/// Checks that `payload` is one JSON object and returns how to put it on one line.
+fn document_line(payload: &[u8]) -> Result<Source, String> {
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(if payload.is_empty() { "empty message".into() } else { "not a JSON object".into() });
+    }
+    if !payload.contains(&b'\n') {
+        // Validation without building a value: the fast path for one-line objects.
+        return serde_json::from_slice::<IgnoredAny>(payload).map(|_| Source::Raw).map_err(|e| e.to_string());
+    }
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    serde_json::to_vec(&value).map(Source::Compacted).map_err(|e| e.to_string())
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms`.
+pub fn daily_index(prefix: &str, ms: i64) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+    format!("{prefix}-{y:04}.{m:02}.{d:02}")
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (H. Hinnant's algorithm), so no date library is needed.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc() -> Encoder {
+        Encoder { index: "logs".into(), mode: IndexMode::Single, ignore_before: None, keep_dead_letters: true }
+    }
+
+    fn msg(offset: i64, payload: &[u8]) -> Incoming<'_> {
+        Incoming { topic: "t", partition: 2, offset, timestamp_ms: Some(1_700_000_000_000), payload: Some(payload) }
+    }
+
+    #[test]
+    fn documents_invalid_messages_and_offsets() {
+        let m = LoggerMetrics::new();
+        let mut b = Batch::new();
+        let now = 1_700_000_000_000;
+        b.push(msg(7, br#"{"pod":"a","text":"x"}"#), &enc(), &m, now);
+        b.push(msg(8, b"not json"), &enc(), &m, now);
+        b.push(msg(9, b"[1,2]"), &enc(), &m, now);
+        b.push(msg(10, b"{\"pod\":\n \"b\"}"), &enc(), &m, now);
+        b.push(msg(11, b"{\"unterminated\": "), &enc(), &m, now);
+        b.push(Incoming { payload: None, ..msg(12, b"") }, &enc(), &m, now);
+        assert_eq!(b.events, 6);
+        assert_eq!(b.offsets.get(&2), Some(&12));
+        assert_eq!(b.items.len(), 2);
+        assert_eq!(b.dead.len(), 4);
+        assert_eq!(b.dead[0].id, "t/2/8");
+        let body = String::from_utf8(b.body.clone()).unwrap();
+        assert_eq!(
+            body,
+            "{\"index\":{\"_index\":\"logs\",\"_id\":\"t/2/7\"}}\n{\"pod\":\"a\",\"text\":\"x\"}\n\
+             {\"index\":{\"_index\":\"logs\",\"_id\":\"t/2/10\"}}\n{\"pod\":\"b\"}\n"
+        );
+        let it = b.items[1];
+        assert_eq!(&b.body[it.source..it.end], b"{\"pod\":\"b\"}\n");
+    }
+
+    #[test]
+    fn limits() {
+        let m = LoggerMetrics::new();
+        let limits = Limits { max_events: 3, max_bytes: 1 << 20, max_age: Duration::from_secs(1) };
+        let mut b = Batch::new();
+        assert!(b.deadline(&limits).is_none());
+        for i in 0..3 {
+            assert!(!b.is_full(&limits));
+            b.push(msg(i, b"{}"), &enc(), &m, 0);
+        }
+        assert!(b.is_full(&limits));
+        assert!(b.deadline(&limits).is_some());
+        let small = Limits { max_events: 100, max_bytes: 10, max_age: Duration::from_secs(1) };
+        let mut b = Batch::new();
+        b.push(msg(0, b"{}"), &enc(), &m, 0);
+        assert!(b.is_full(&small));
+    }
+
+    #[test]
+    fn too_old_events_are_skipped_but_acknowledged() {
+        let m = LoggerMetrics::new();
+        let e = Encoder { ignore_before: Some(Duration::from_secs(30)), ..enc() };
+        let mut b = Batch::new();
+        let ts = 1_700_000_000_000;
+        b.push(msg(1, b"{}"), &e, &m, ts + 31_000);
+        b.push(msg(2, b"{}"), &e, &m, ts + 29_000);
+        assert_eq!(b.items.len(), 1);
+        assert_eq!(b.offsets.get(&2), Some(&2));
+    }
+
+    #[test]
+    fn daily_names() {
+        assert_eq!(daily_index("logs", 0), "logs-1970.01.01");
+        assert_eq!(daily_index("logs", 1_709_164_800_000), "logs-2024.02.29");
+        assert_eq!(daily_index("logs", 1_735_689_599_999), "logs-2024.12.31");
+        assert_eq!(daily_index("logs", -1), "logs-1969.12.31");
+        let m = LoggerMetrics::new();
+        let e = Encoder { mode: IndexMode::Daily, ..enc() };
+        let mut b = Batch::new();
+        b.push(msg(1, b"{}"), &e, &m, 0);
+        assert!(String::from_utf8_lossy(&b.body).contains("\"logs-2023.11.14\""));
+    }
+}
