@@ -1,0 +1,780 @@
+//! `playground logger` against a real Kafka and a real OpenSearch: exact
+//! indexing of a two-instance stream, SIGKILL and restart, a 30 s search
+//! engine outage, rejected events, and restarts over an existing index.
+//!
+//! They run when `PLAYGROUND_KAFKA` (SASL user `user`/`password`, as
+//! `scripts/services/kafka` starts it) and `PLAYGROUND_OPENSEARCH` (an
+//! `http://` URL) are set, as `scripts/test` does; without them each test
+//! says so and returns. Every test uses its own topic, consumer group and
+//! index, so they run in parallel.
+//!
+//! The documents are always checked against the topic itself, read back
+//! with an independent consumer: whatever produced the events (this file's
+//! producer, or real server instances shipping their logs), each message
+//! must be exactly one document with the id `topic/partition/offset`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{free_port, http_get};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------- services
+
+/// The real services, or `None` (the test then returns) when not configured.
+struct Services {
+    kafka: String,
+    search: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+fn services(test: &str) -> Option<Services> {
+    let (Ok(kafka), Ok(search)) = (std::env::var("PLAYGROUND_KAFKA"), std::env::var("PLAYGROUND_OPENSEARCH")) else {
+        eprintln!("{test}: PLAYGROUND_KAFKA and PLAYGROUND_OPENSEARCH are not set; not run (scripts/test sets them)");
+        return None;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    Some(Services { kafka, search: search.trim_end_matches('/').to_string(), rt, http })
+}
+
+/// Names unique to one test run: topic, group, index and alias.
+fn names(test: &str) -> (String, String, String, String) {
+    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    let base = format!("lt-{test}-{}-{nonce}", std::process::id());
+    (format!("{base}-topic"), format!("{base}-group"), format!("{base}-index"), format!("{base}-alias"))
+}
+
+fn kafka_config(brokers: &str, mechanism: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", mechanism)
+        .set("sasl.username", "user")
+        .set("sasl.password", "password");
+    c
+}
+
+impl Services {
+    /// `method url` with an optional JSON body; (status, JSON answer).
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}/{}", self.search, path.trim_start_matches('/'));
+        self.call_url(method, &url, body)
+    }
+
+    fn call_url(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut req = self.http.request(method, url);
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b.to_string());
+            }
+            let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        })
+    }
+
+    /// Creates a topic with 3 partitions (so several partitions are in play).
+    fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = kafka_config(&self.kafka, "PLAIN").create().unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let res = self.rt.block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+        }
+    }
+
+    /// Every message of the topic, by document id: what the index must hold.
+    fn read_topic(&self, topic: &str) -> BTreeMap<String, Vec<u8>> {
+        let consumer: BaseConsumer = kafka_config(&self.kafka, "PLAIN")
+            .set("group.id", format!("{topic}-checker"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions: Vec<i32> = meta.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut remaining = BTreeMap::new();
+        for &p in &partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+            if high > low {
+                remaining.insert(p, high);
+                tpl.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
+            }
+        }
+        let mut out = BTreeMap::new();
+        if remaining.is_empty() {
+            return out;
+        }
+        consumer.assign(&tpl).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while !remaining.is_empty() {
+            assert!(Instant::now() < until, "reading {topic} back took too long");
+            let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+            let m = m.unwrap();
+            out.insert(format!("{topic}/{}/{}", m.partition(), m.offset()), m.payload().unwrap_or_default().to_vec());
+            if remaining.get(&m.partition()).is_some_and(|&h| m.offset() + 1 >= h) {
+                remaining.remove(&m.partition());
+            }
+        }
+        out
+    }
+
+    /// The committed offsets of a group on a topic, by partition.
+    fn committed(&self, topic: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = kafka_config(&self.kafka, "PLAIN").set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        got.elements().iter().map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1))).collect()
+    }
+
+    /// Whether the group committed every partition up to its end (a
+    /// partition that never held a message has nothing to commit).
+    fn all_committed(&self, topic: &str, group: &str, partitions: i32) -> bool {
+        let committed = self.committed(topic, group, partitions);
+        self.high_watermarks(topic, partitions).iter().all(|(p, &high)| high == 0 || committed.get(p) == Some(&high))
+    }
+
+    fn high_watermarks(&self, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = kafka_config(&self.kafka, "PLAIN").create().unwrap();
+        (0..partitions).map(|p| (p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)).collect()
+    }
+
+    fn count(&self, target: &str) -> u64 {
+        let (status, v) = self.call(reqwest::Method::GET, &format!("{target}/_count"), None);
+        if status != 200 {
+            return 0;
+        }
+        v["count"].as_u64().unwrap_or(0)
+    }
+
+    /// Every document reachable through `target` (scroll API): id → (source, version).
+    fn documents(&self, target: &str) -> BTreeMap<String, (Value, u64)> {
+        self.call(reqwest::Method::POST, &format!("{target}/_refresh"), None);
+        let (status, mut page) = self.call(
+            reqwest::Method::POST,
+            &format!("{target}/_search?scroll=1m"),
+            Some(json!({ "size": 5000, "version": true, "query": { "match_all": {} } })),
+        );
+        assert_eq!(status, 200, "{page}");
+        let mut out = BTreeMap::new();
+        loop {
+            let hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            if hits.is_empty() {
+                break;
+            }
+            for h in hits {
+                let id = h["_id"].as_str().unwrap().to_string();
+                let dup = out.insert(id.clone(), (h["_source"].clone(), h["_version"].as_u64().unwrap_or(0)));
+                assert!(dup.is_none(), "document {id} returned twice");
+            }
+            let scroll_id = page["_scroll_id"].as_str().unwrap().to_string();
+            let (status, next) = self.call(
+                reqwest::Method::POST,
+                "_search/scroll",
+                Some(json!({ "scroll": "1m", "scroll_id": scroll_id })),
+            );
+            assert_eq!(status, 200, "{next}");
+            page = next;
+        }
+        out
+    }
+
+    /// Asserts that `target` holds exactly one document per message of the
+    /// topic, with the message as its source (the messages listed in
+    /// `skipped` excepted), and returns how many were overwritten by a replay.
+    fn assert_exactly_the_topic(&self, topic: &str, target: &str, skipped: &BTreeSet<String>) -> usize {
+        let expected = self.read_topic(topic);
+        let docs = self.documents(target);
+        let want: BTreeSet<&String> = expected.keys().filter(|k| !skipped.contains(*k)).collect();
+        let have: BTreeSet<&String> = docs.keys().collect();
+        let missing: Vec<_> = want.difference(&have).take(5).collect();
+        let extra: Vec<_> = have.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{} documents for {} messages; missing e.g. {missing:?}, unexpected e.g. {extra:?}",
+            docs.len(),
+            want.len()
+        );
+        for (id, (source, _)) in &docs {
+            let message: Value = serde_json::from_slice(&expected[id]).unwrap();
+            assert_eq!(source, &message, "document {id}");
+        }
+        docs.values().filter(|(_, v)| *v > 1).count()
+    }
+
+    fn delete_index(&self, index: &str) {
+        self.call(reqwest::Method::DELETE, index, None);
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+/// RFC 3339 UTC with milliseconds, as the servers' log shipping writes it.
+fn rfc3339_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// One log event in the shape the servers ship: `{"pod","level","text","timestamp"}`.
+fn event(pod: &str, i: usize) -> String {
+    let level = ["INFO", "WARN", "ERROR", "DEBUG"][i % 4];
+    json!({ "pod": pod, "level": level, "text": format!("event {i} from {pod}: request handled"), "timestamp": rfc3339_ms(now_ms()) })
+        .to_string()
+}
+
+/// A producer standing for one server instance's log shipping (key = pod name).
+struct Shipper {
+    producer: BaseProducer,
+    topic: String,
+    pod: String,
+}
+
+impl Shipper {
+    fn new(s: &Services, topic: &str, pod: &str) -> Shipper {
+        let producer = kafka_config(&s.kafka, "PLAIN").set("linger.ms", "5").create().unwrap();
+        Shipper { producer, topic: topic.into(), pod: pod.into() }
+    }
+
+    fn send_raw(&self, partition: Option<i32>, payload: &[u8]) {
+        loop {
+            let mut record = BaseRecord::to(&self.topic).key(&self.pod).payload(payload);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("producing: {e}"),
+            }
+        }
+    }
+
+    /// Ships events `range` of this pod, `pace` apart in groups of `group`.
+    fn ship(&self, range: std::ops::Range<usize>, group: usize, pace: Duration) {
+        for i in range {
+            self.send_raw(None, event(&self.pod, i).as_bytes());
+            self.producer.poll(Duration::ZERO);
+            if group > 0 && i % group == group - 1 && !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&self) {
+        self.producer.flush(Duration::from_secs(30)).expect("flushing the producer");
+    }
+}
+
+/// Two server instances shipping their logs at the same time, `per_instance`
+/// events each.
+///
+/// Swapping in real log shipping: start two `playground tcp` processes here
+/// (`common::Server::start("tcp", ...)`) with `KAFKA_BROKERS`, the SASL
+/// variables and `KAFKA_LOGGING_TOPIC=<topic>`, and drive them until they
+/// have shipped `2 * per_instance` events; nothing else in the test changes,
+/// since the checks read the expected documents back from the topic.
+fn ship_from_two_instances(s: &Services, topic: &str, per_instance: usize) {
+    std::thread::scope(|scope| {
+        for pod in ["playground-tcp-a", "playground-tcp-b"] {
+            let shipper = Shipper::new(s, topic, pod);
+            scope.spawn(move || shipper.ship(0..per_instance, 500, Duration::from_millis(20)));
+        }
+    });
+}
+
+// ---------------------------------------------------------------- the logger
+
+/// A running `playground logger`, killed when dropped.
+struct Logger {
+    child: Child,
+    admin: u16,
+    log: PathBuf,
+}
+
+impl Logger {
+    fn start(s: &Services, topic: &str, group: &str, index: &str, alias: &str, extra: &[(&str, &str)]) -> Logger {
+        Self::start_on(s, &s.search, topic, group, index, alias, extra)
+    }
+
+    fn start_on(
+        s: &Services,
+        search: &str,
+        topic: &str,
+        group: &str,
+        index: &str,
+        alias: &str,
+        extra: &[(&str, &str)],
+    ) -> Logger {
+        let admin = free_port();
+        let log = std::env::temp_dir().join(format!("playground-test-{index}-{admin}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_playground"));
+        cmd.arg("logger")
+            .env("KAFKA_BROKERS", &s.kafka)
+            .env("KAFKA_SASL_USER", "user")
+            .env("KAFKA_SASL_PASSWORD", "password")
+            .env("KAFKA_LOGGING_TOPIC", topic)
+            .env("KAFKA_CONSUMER_GROUP", group)
+            .env("ELASTICSEARCH_ENDPOINT", search)
+            .env("ELASTICSEARCH_LOGGING_INDEX", index)
+            .env("ELASTICSEARCH_ALIAS", alias)
+            .env("ELASTICSEARCH_REPLICAS", "0")
+            .env("ADMIN_PORT", admin.to_string())
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+            .env("READINESS_INTERVAL", "500ms")
+            .env("KAFKA_LAG_INTERVAL", "1s")
+            .env("LOG_LEVEL", "info")
+            .stdout(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start playground logger");
+        Logger { child, admin, log }
+    }
+
+    fn ready(&self) -> Option<bool> {
+        http_get(self.admin, "/readyz").map(|(status, _)| status == 200)
+    }
+
+    fn wait_ready(&mut self) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.ready() != Some(true) {
+            self.assert_running();
+            assert!(Instant::now() < until, "logger not ready; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let Some((_, body)) = http_get(self.admin, "/metrics") else { return 0.0 };
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the logger exited ({status}); log:\n{}", self.log());
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "logger did not exit within {limit:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 200 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < until, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn ten_thousand_events_from_two_instances_are_indexed_exactly() {
+    let Some(s) = services("ten_thousand_events") else { return };
+    let (topic, group, index, alias) = names("tenk");
+    s.create_topic(&topic, 3);
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &[("BATCH_MAX_EVENTS", "1000")]);
+    logger.wait_ready();
+    ship_from_two_instances(&s, &topic, 5000);
+    wait_for(Duration::from_secs(120), "10,000 documents through the alias", || s.count(&alias) >= 10_000);
+    logger.assert_running();
+
+    let overwritten = s.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
+    assert_eq!(overwritten, 0, "no event was replayed in an undisturbed run");
+    assert_eq!(s.count(&alias), 10_000);
+
+    // The explicit mapping, and the alias pointing at the index.
+    let (_, mapping) = s.call(reqwest::Method::GET, &format!("{index}/_mapping"), None);
+    let props = &mapping[&index]["mappings"]["properties"];
+    for (field, ty) in [("pod", "keyword"), ("level", "keyword"), ("text", "text"), ("timestamp", "date")] {
+        assert_eq!(props[field]["type"], ty, "{field} in {mapping}");
+    }
+    let (status, aliases) = s.call(reqwest::Method::GET, &format!("_alias/{alias}"), None);
+    assert_eq!(status, 200);
+    assert!(aliases.get(&index).is_some(), "{aliases}");
+
+    // The types at work through the alias: exact keyword match, full-text
+    // search on words of the message, a date range.
+    let search = |query: Value| {
+        let (status, v) = s.call(reqwest::Method::POST, &format!("{alias}/_count"), Some(json!({ "query": query })));
+        assert_eq!(status, 200, "{v}");
+        v["count"].as_u64().unwrap()
+    };
+    assert_eq!(search(json!({ "term": { "pod": "playground-tcp-a" } })), 5000);
+    assert_eq!(search(json!({ "term": { "level": "ERROR" } })), 2500);
+    assert_eq!(search(json!({ "match": { "text": "request handled" } })), 10_000);
+    assert_eq!(search(json!({ "match_phrase": { "text": "event 4999 from playground-tcp-b" } })), 1);
+    let hour_ago = rfc3339_ms(now_ms() - 3_600_000);
+    assert_eq!(search(json!({ "range": { "timestamp": { "gte": hour_ago } } })), 10_000);
+    assert_eq!(search(json!({ "range": { "timestamp": { "lt": hour_ago } } })), 0);
+
+    // Metrics, and every offset committed once indexed.
+    wait_for(Duration::from_secs(10), "every offset committed", || s.all_committed(&topic, &group, 3));
+    assert_eq!(logger.metric("playground_logger_events_consumed_total"), 10_000.0);
+    assert_eq!(logger.metric("playground_logger_events_indexed_total"), 10_000.0);
+    assert_eq!(logger.metric("playground_logger_events_rejected_total{reason=\"invalid_json\"}"), 0.0);
+    assert!(logger.metric("playground_logger_batch_size_count") >= 10.0);
+    assert!(logger.metric("playground_logger_bulk_duration_seconds_count") >= 10.0);
+    let used: Vec<i32> = s.high_watermarks(&topic, 3).into_iter().filter(|&(_, h)| h > 0).map(|(p, _)| p).collect();
+    wait_for(Duration::from_secs(10), "the lag gauge at 0", || {
+        used.iter().all(|p| {
+            let line = format!("playground_logger_consumer_lag{{partition=\"{p}\"}}");
+            http_get(logger.admin, "/metrics").is_some_and(|(_, b)| b.contains(&format!("{line} 0\n")))
+        })
+    });
+    s.delete_index(&index);
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_indexes_every_event_exactly_once() {
+    let Some(s) = services("sigkill") else { return };
+    let (topic, group, index, alias) = names("kill");
+    s.create_topic(&topic, 3);
+    let total = 6000;
+    // Small batches with several in flight, so that at the kill some batches
+    // are indexed but not committed and others not indexed at all.
+    let settings = [("BATCH_MAX_EVENTS", "100"), ("BATCH_TIMEOUT", "50ms"), ("BULK_CONCURRENCY", "3")];
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    std::thread::scope(|scope| {
+        let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+        let producing = scope.spawn(move || shipper.ship(0..total, 100, Duration::from_millis(40)));
+        wait_for(Duration::from_secs(60), "a part of the stream indexed", || {
+            logger.metric("playground_logger_events_indexed_total") >= 1500.0
+        });
+        logger.assert_running();
+        logger.signal("KILL");
+        let status = logger.wait_exit(Duration::from_secs(10));
+        assert!(!status.success(), "killed, not exited: {status}");
+        assert!(s.count(&alias) < total as u64, "the kill must happen mid-stream");
+        logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+        producing.join().unwrap();
+    });
+    wait_for(Duration::from_secs(120), "every event indexed after the restart", || s.count(&alias) >= total as u64);
+    wait_for(Duration::from_secs(20), "every offset committed", || s.all_committed(&topic, &group, 3));
+    let overwritten = s.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
+    assert_eq!(s.count(&alias), total as u64, "count after the restart");
+    eprintln!("sigkill: {overwritten} documents were indexed again after the restart and overwritten in place");
+    logger.assert_running();
+    s.delete_index(&index);
+}
+
+/// A second OpenSearch node on its own ports and state directory, which this
+/// test may stop without disturbing the shared one.
+struct PrivateOpenSearch {
+    port: u16,
+    transport: u16,
+    state: PathBuf,
+}
+
+impl PrivateOpenSearch {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/opensearch")
+    }
+
+    fn run(&self, action: &str) {
+        let out = Command::new(Self::script())
+            .arg(action)
+            .env("OPENSEARCH_PORT", self.port.to_string())
+            .env("OPENSEARCH_TRANSPORT_PORT", self.transport.to_string())
+            .env("OPENSEARCH_HEAP", "-Xms256m -Xmx512m")
+            .env("PLAYGROUND_STATE", &self.state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "opensearch {action} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start() -> PrivateOpenSearch {
+        let port = free_port();
+        let mut transport = free_port();
+        while transport == port {
+            transport = free_port();
+        }
+        let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("opensearch-outage-{port}"));
+        let _ = std::fs::remove_dir_all(&state);
+        let node = PrivateOpenSearch { port, transport, state };
+        node.run("start");
+        node
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateOpenSearch {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .arg("stop")
+            .env("OPENSEARCH_PORT", self.port.to_string())
+            .env("OPENSEARCH_TRANSPORT_PORT", self.transport.to_string())
+            .env("PLAYGROUND_STATE", &self.state)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+#[test]
+fn opensearch_down_30s_mid_stream_loses_and_duplicates_nothing() {
+    let Some(s) = services("outage") else { return };
+    let (topic, group, index, alias) = names("outage");
+    s.create_topic(&topic, 3);
+    let node = PrivateOpenSearch::start();
+    let url = node.url();
+    let settings = [("BATCH_MAX_EVENTS", "200"), ("BULK_RETRY_MAX", "2s"), ("ELASTICSEARCH_TIMEOUT", "5s")];
+    let mut logger = Logger::start_on(&s, &url, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    let count = |s: &Services| {
+        let (status, v) = s.call_url(reqwest::Method::GET, &format!("{url}/{alias}/_count"), None);
+        if status == 200 { v["count"].as_u64().unwrap_or(0) } else { 0 }
+    };
+    let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+    shipper.ship(0..1000, 100, Duration::from_millis(20));
+    wait_for(Duration::from_secs(60), "the first events indexed", || count(&s) >= 1000);
+
+    node.run("stop");
+    let down = Instant::now();
+    // The stream goes on while the engine is away.
+    let mut next = 1000;
+    while down.elapsed() < Duration::from_secs(30) {
+        shipper.ship(next..next + 100, 100, Duration::ZERO);
+        next += 100;
+        logger.assert_running();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(logger.ready(), Some(false), "not ready while the search engine is down");
+    assert!(logger.metric("playground_logger_bulk_retries_total") >= 1.0, "retries counted");
+    node.run("start");
+    shipper.ship(next..next + 1000, 100, Duration::from_millis(20));
+    let total = next + 1000;
+    wait_for(Duration::from_secs(120), "every event indexed after the outage", || count(&s) >= total as u64);
+    logger.assert_running();
+    wait_for(Duration::from_secs(20), "ready again", || logger.ready() == Some(true));
+    wait_for(Duration::from_secs(20), "every offset committed", || s.all_committed(&topic, &group, 3));
+    let node_view = Services {
+        kafka: s.kafka.clone(),
+        search: url.clone(),
+        rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        http: s.http.clone(),
+    };
+    node_view.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
+    assert_eq!(count(&s), total as u64);
+}
+
+#[test]
+fn invalid_json_and_mapping_rejects_are_counted_and_the_stream_goes_on() {
+    let Some(s) = services("rejects") else { return };
+    let (topic, group, index, alias) = names("rejects");
+    s.create_topic(&topic, 1);
+    let dlq = format!("{topic}-dlq");
+    s.create_topic(&dlq, 1);
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &[("DEAD_LETTER_TOPIC", &dlq)]);
+    logger.wait_ready();
+    let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+    for i in 0..50 {
+        shipper.send_raw(Some(0), event("playground-tcp-a", i).as_bytes());
+    }
+    shipper.send_raw(Some(0), b"Listening on 0.0.0.0:40000 (not JSON)");
+    for i in 50..100 {
+        shipper.send_raw(Some(0), event("playground-tcp-a", i).as_bytes());
+    }
+    let bad_date = json!({ "pod": "playground-tcp-a", "level": "INFO", "text": "bad", "timestamp": "yesterday" });
+    shipper.send_raw(Some(0), bad_date.to_string().as_bytes());
+    for i in 100..150 {
+        shipper.send_raw(Some(0), event("playground-tcp-a", i).as_bytes());
+    }
+    shipper.flush();
+
+    wait_for(Duration::from_secs(60), "the valid events indexed", || s.count(&alias) >= 150);
+    wait_for(Duration::from_secs(20), "the offsets committed past both rejects", || {
+        s.committed(&topic, &group, 1).get(&0) == Some(&152)
+    });
+    assert_eq!(logger.metric("playground_logger_events_rejected_total{reason=\"invalid_json\"}"), 1.0);
+    assert_eq!(logger.metric("playground_logger_events_rejected_total{reason=\"mapping\"}"), 1.0);
+    assert_eq!(logger.metric("playground_logger_events_consumed_total"), 152.0);
+    assert_eq!(logger.metric("playground_logger_events_indexed_total"), 150.0);
+    let skipped: BTreeSet<String> = [format!("{topic}/0/50"), format!("{topic}/0/101")].into();
+    s.assert_exactly_the_topic(&topic, &alias, &skipped);
+
+    // Both went to the dead-letter topic, with the reason.
+    let consumer: BaseConsumer =
+        kafka_config(&s.kafka, "PLAIN").set("group.id", format!("{dlq}-reader")).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&dlq, 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut letters = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while letters.len() < 2 && Instant::now() < until {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "reason").and_then(|h| h.value.map(|v| v.to_vec())))
+                .unwrap_or_default();
+            letters.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(&reason).into_owned(),
+            ));
+        }
+    }
+    letters.sort();
+    assert_eq!(
+        letters,
+        vec![(format!("{topic}/0/101"), "mapping".to_string()), (format!("{topic}/0/50"), "invalid_json".to_string())]
+    );
+    logger.assert_running();
+    s.delete_index(&index);
+}
+
+#[test]
+fn restart_keeps_the_existing_index_mapping_and_alias() {
+    let Some(s) = services("restart") else { return };
+    let (topic, group, index, alias) = names("restart");
+    s.create_topic(&topic, 3);
+    // SCRAM-SHA-512 here, PLAIN elsewhere: both SASL mechanisms are exercised.
+    let settings = [("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"), ("BATCH_TIMEOUT", "200ms")];
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+    shipper.ship(0..300, 0, Duration::ZERO);
+    wait_for(Duration::from_secs(60), "the first run's events", || s.count(&alias) >= 300);
+
+    // Graceful stop: the batch in flight is finished and committed, exit 0.
+    logger.signal("TERM");
+    let status = logger.wait_exit(Duration::from_secs(40));
+    assert!(status.success(), "exit status {status}; log:\n{}", logger.log());
+    assert!(s.all_committed(&topic, &group, 3), "committed at shutdown");
+
+    // An operator's changes in between: one more field, one more alias.
+    let (st, v) = s.call(
+        reqwest::Method::PUT,
+        &format!("{index}/_mapping"),
+        Some(json!({ "properties": { "trace_id": { "type": "keyword" } } })),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.call(reqwest::Method::PUT, &format!("{index}/_alias/{alias}-ops"), None);
+    assert_eq!(st, 200, "{v}");
+    let (_, mapping_before) = s.call(reqwest::Method::GET, &format!("{index}/_mapping"), None);
+
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    assert!(logger.log().contains("Using the existing index and alias"), "{}", logger.log());
+    shipper.ship(300..600, 0, Duration::ZERO);
+    wait_for(Duration::from_secs(60), "the second run's events", || s.count(&alias) >= 600);
+
+    let (_, mapping_after) = s.call(reqwest::Method::GET, &format!("{index}/_mapping"), None);
+    assert_eq!(mapping_after, mapping_before, "the mapping is kept as it was");
+    assert_eq!(mapping_after[&index]["mappings"]["properties"]["timestamp"]["type"], "date");
+    let (_, aliases) = s.call(reqwest::Method::GET, &format!("{index}/_alias"), None);
+    let names: BTreeSet<&str> = aliases[&index]["aliases"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, [alias.as_str(), format!("{alias}-ops").as_str()].into(), "{aliases}");
+    // Nothing of the first run was indexed again: the shutdown committed it.
+    let overwritten = s.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
+    assert_eq!(overwritten, 0);
+    logger.assert_running();
+    s.delete_index(&index);
+}
+
+#[test]
+fn daily_indices_behind_the_alias() {
+    let Some(s) = services("daily") else { return };
+    let (topic, group, prefix, alias) = names("daily");
+    s.create_topic(&topic, 1);
+    let mut logger = Logger::start(
+        &s,
+        &topic,
+        &group,
+        &prefix,
+        &alias,
+        &[("ELASTICSEARCH_INDEX_MODE", "daily"), ("BATCH_TIMEOUT", "100ms")],
+    );
+    logger.wait_ready();
+    let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+    let day = 86_400_000;
+    let t0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    for (i, ts) in [t0 + 1000, t0 + day + 1000, t0 + day + 2000].into_iter().enumerate() {
+        let body =
+            json!({ "pod": "p", "level": "INFO", "text": format!("day event {i}"), "timestamp": rfc3339_ms(ts) });
+        let payload = body.to_string();
+        let record = BaseRecord::to(&topic).key("p").payload(&payload).timestamp(ts);
+        shipper.producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    shipper.flush();
+    wait_for(Duration::from_secs(60), "three events through the alias", || s.count(&alias) >= 3);
+    assert_eq!(s.count(&format!("{prefix}-2026.01.01")), 1);
+    assert_eq!(s.count(&format!("{prefix}-2026.01.02")), 2);
+    let (_, mapping) = s.call(reqwest::Method::GET, &format!("{prefix}-2026.01.02/_mapping"), None);
+    assert_eq!(mapping[format!("{prefix}-2026.01.02")]["mappings"]["properties"]["pod"]["type"], "keyword");
+    s.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
+    logger.assert_running();
+    s.delete_index(&format!("{prefix}-*"));
+    s.call(reqwest::Method::DELETE, &format!("_index_template/{prefix}"), None);
+}
