@@ -182,7 +182,7 @@ async fn readiness(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let probe_timeout = interval.clamp(Duration::from_millis(500), Duration::from_secs(5));
+    let probe_timeout = interval.clamp(Duration::from_secs(2), Duration::from_secs(5));
     let mut was_ready = None;
     while !shutdown.is_cancelled() {
         let (search_ok, kafka_ok) = tokio::join!(
