@@ -1,11 +1,11 @@
 //! `playground logger` against a real Kafka and a real OpenSearch: exact
-//! indexing of a two-instance stream, SIGKILL and restart, a 30 s search
+//! indexing of the logs two running servers ship, SIGKILL and restart, a 30 s search
 //! engine outage, rejected events, and restarts over an existing index.
 //!
 //! They run when `PLAYGROUND_KAFKA` (SASL user `user`/`password`, as
 //! `scripts/services/kafka` starts it) and `PLAYGROUND_OPENSEARCH` (an
 //! `http://` URL) are set, as `scripts/test` does; without them each test
-//! says so and returns. Every test uses its own topic, consumer group and
+//! says so and returns, or fails when PLAYGROUND_REQUIRE_SERVICES is set. Every test uses its own topic, consumer group and
 //! index, so they run in parallel.
 //!
 //! The documents are always checked against the topic itself, read back
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, http_get};
+use common::{Server, free_port, http_get};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -41,6 +41,10 @@ struct Services {
 
 fn services(test: &str) -> Option<Services> {
     let (Ok(kafka), Ok(search)) = (std::env::var("PLAYGROUND_KAFKA"), std::env::var("PLAYGROUND_OPENSEARCH")) else {
+        assert!(
+            std::env::var("PLAYGROUND_REQUIRE_SERVICES").is_err(),
+            "PLAYGROUND_KAFKA and PLAYGROUND_OPENSEARCH must be set (scripts/test does it)"
+        );
         eprintln!("{test}: PLAYGROUND_KAFKA and PLAYGROUND_OPENSEARCH are not set; not run (scripts/test sets them)");
         return None;
     };
@@ -301,21 +305,57 @@ impl Shipper {
     }
 }
 
-/// Two server instances shipping their logs at the same time, `per_instance`
-/// events each.
+/// Two running `playground tcp` instances shipping their own logs to the
+/// topic (the real log-shipping layer), driven until together they have
+/// shipped at least `at_least` events, then stopped with SIGTERM (which
+/// flushes what they still hold). Returns their pod names.
 ///
-/// Swapping in real log shipping: start two `playground tcp` processes here
-/// (`common::Server::start("tcp", ...)`) with `KAFKA_BROKERS`, the SASL
-/// variables and `KAFKA_LOGGING_TOPIC=<topic>`, and drive them until they
-/// have shipped `2 * per_instance` events; nothing else in the test changes,
-/// since the checks read the expected documents back from the topic.
-fn ship_from_two_instances(s: &Services, topic: &str, per_instance: usize) {
-    std::thread::scope(|scope| {
-        for pod in ["playground-tcp-a", "playground-tcp-b"] {
-            let shipper = Shipper::new(s, topic, pod);
-            scope.spawn(move || shipper.ship(0..per_instance, 500, Duration::from_millis(20)));
-        }
-    });
+/// Each client connection that closes is one `connection closed` debug
+/// event, so the servers run with `LOG_LEVEL=playground=debug,info` and
+/// the clients connect and leave.
+fn ship_from_two_instances(s: &Services, topic: &str, at_least: i64) -> [String; 2] {
+    let pods = [format!("{topic}-tcp-a"), format!("{topic}-tcp-b")];
+    let bcast = format!("{topic}-bcast");
+    let mut servers: Vec<Server> = pods
+        .iter()
+        .map(|pod| {
+            Server::start(
+                "tcp",
+                &[
+                    ("KAFKA_BROKERS", s.kafka.as_str()),
+                    ("KAFKA_SASL_USER", "user"),
+                    ("KAFKA_SASL_PASSWORD", "password"),
+                    ("KAFKA_LOGGING_TOPIC", topic),
+                    ("KAFKA_BCAST_TOPIC", bcast.as_str()),
+                    ("POD_NAME", pod.as_str()),
+                    ("LOG_LEVEL", "playground=debug,info"),
+                    ("SIGTERM_TIMEOUT", "0"),
+                    ("RECONNECT_GRACE", "0s"),
+                ],
+            )
+        })
+        .collect();
+    let shipped = || s.high_watermarks(topic, 3).values().sum::<i64>();
+    let until = Instant::now() + Duration::from_secs(120);
+    while shipped() < at_least {
+        assert!(Instant::now() < until, "the servers shipped only {} events", shipped());
+        std::thread::scope(|scope| {
+            for server in &servers {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        // Connect and leave: the server logs the closed connection.
+                        drop(std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap());
+                    }
+                });
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for server in &mut servers {
+        server.signal("TERM");
+        assert!(server.wait_exit(Duration::from_secs(30)).success(), "server log:\n{}", server.log());
+    }
+    pods
 }
 
 // ---------------------------------------------------------------- the logger
@@ -434,19 +474,22 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 // ---------------------------------------------------------------- tests
 
 #[test]
-fn ten_thousand_events_from_two_instances_are_indexed_exactly() {
+fn ten_thousand_events_from_two_running_servers_are_indexed_exactly() {
     let Some(s) = services("ten_thousand_events") else { return };
     let (topic, group, index, alias) = names("tenk");
     s.create_topic(&topic, 3);
     let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &[("BATCH_MAX_EVENTS", "1000")]);
     logger.wait_ready();
-    ship_from_two_instances(&s, &topic, 5000);
-    wait_for(Duration::from_secs(120), "10,000 documents through the alias", || s.count(&alias) >= 10_000);
+    let pods = ship_from_two_instances(&s, &topic, 10_000);
+    let expected = s.read_topic(&topic);
+    let total = expected.len() as u64;
+    assert!(total >= 10_000, "{total} events shipped");
+    wait_for(Duration::from_secs(120), "every shipped event through the alias", || s.count(&alias) >= total);
     logger.assert_running();
 
     let overwritten = s.assert_exactly_the_topic(&topic, &alias, &BTreeSet::new());
     assert_eq!(overwritten, 0, "no event was replayed in an undisturbed run");
-    assert_eq!(s.count(&alias), 10_000);
+    assert_eq!(s.count(&alias), total);
 
     // The explicit mapping, and the alias pointing at the index.
     let (_, mapping) = s.call(reqwest::Method::GET, &format!("{index}/_mapping"), None);
@@ -458,25 +501,35 @@ fn ten_thousand_events_from_two_instances_are_indexed_exactly() {
     assert_eq!(status, 200);
     assert!(aliases.get(&index).is_some(), "{aliases}");
 
-    // The types at work through the alias: exact keyword match, full-text
-    // search on words of the message, a date range.
+    // The types at work through the alias, against counts taken from the
+    // topic: exact keyword matches, full-text search, a date range.
+    let events: Vec<Value> = expected.values().map(|v| serde_json::from_slice(v).unwrap()).collect();
     let search = |query: Value| {
         let (status, v) = s.call(reqwest::Method::POST, &format!("{alias}/_count"), Some(json!({ "query": query })));
         assert_eq!(status, 200, "{v}");
         v["count"].as_u64().unwrap()
     };
-    assert_eq!(search(json!({ "term": { "pod": "playground-tcp-a" } })), 5000);
-    assert_eq!(search(json!({ "term": { "level": "ERROR" } })), 2500);
-    assert_eq!(search(json!({ "match": { "text": "request handled" } })), 10_000);
-    assert_eq!(search(json!({ "match_phrase": { "text": "event 4999 from playground-tcp-b" } })), 1);
+    for pod in &pods {
+        let want = events.iter().filter(|e| e["pod"] == pod.as_str()).count() as u64;
+        assert!(want >= 4000, "{pod} shipped {want} events");
+        assert_eq!(search(json!({ "term": { "pod": pod } })), want, "{pod}");
+    }
+    for level in ["DEBUG", "INFO"] {
+        let want = events.iter().filter(|e| e["level"] == level).count() as u64;
+        assert!(want > 0, "no {level} event shipped");
+        assert_eq!(search(json!({ "term": { "level": level } })), want, "{level}");
+    }
+    let closed = events.iter().filter(|e| e["text"].as_str().unwrap().contains("connection closed")).count() as u64;
+    assert!(closed >= 9000, "{closed} connection events");
+    assert_eq!(search(json!({ "match_phrase": { "text": "connection closed" } })), closed);
     let hour_ago = rfc3339_ms(now_ms() - 3_600_000);
-    assert_eq!(search(json!({ "range": { "timestamp": { "gte": hour_ago } } })), 10_000);
+    assert_eq!(search(json!({ "range": { "timestamp": { "gte": hour_ago } } })), total);
     assert_eq!(search(json!({ "range": { "timestamp": { "lt": hour_ago } } })), 0);
 
     // Metrics, and every offset committed once indexed.
     wait_for(Duration::from_secs(10), "every offset committed", || s.all_committed(&topic, &group, 3));
-    assert_eq!(logger.metric("playground_logger_events_consumed_total"), 10_000.0);
-    assert_eq!(logger.metric("playground_logger_events_indexed_total"), 10_000.0);
+    assert_eq!(logger.metric("playground_logger_events_consumed_total"), total as f64);
+    assert_eq!(logger.metric("playground_logger_events_indexed_total"), total as f64);
     assert_eq!(logger.metric("playground_logger_events_rejected_total{reason=\"invalid_json\"}"), 0.0);
     assert!(logger.metric("playground_logger_batch_size_count") >= 10.0);
     assert!(logger.metric("playground_logger_bulk_duration_seconds_count") >= 10.0);
