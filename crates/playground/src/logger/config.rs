@@ -229,7 +229,8 @@ pub struct PipelineOptions {
     /// ...or when its first event has waited this long.
     #[arg(long, env = "BATCH_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub batch_timeout: Duration,
-    /// Bulk requests in flight at once. Offsets are still committed in order.
+    /// Bulk requests in flight at once. Offsets are still committed in the order
+    /// the batches were formed; at most 4 times this many batches wait for that.
     #[arg(long, env = "BULK_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub bulk_concurrency: u32,
     /// First wait before retrying a failed bulk request (doubles each time, with jitter).

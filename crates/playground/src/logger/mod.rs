@@ -9,16 +9,17 @@
 //! - [`batch`]: messages become bulk lines with the id `topic/partition/offset`,
 //!   grouped until a count, byte or age limit;
 //! - [`sink`]: bulk requests, retried with backoff until every document has
-//!   a final answer; up to BULK_CONCURRENCY batches are in flight, but they
-//!   are acknowledged in the order they were formed, and a batch's offsets
-//!   are committed only after its acknowledgement — so a commit never runs
-//!   ahead of an event that is not indexed yet;
+//!   a final answer; up to BULK_CONCURRENCY batches are in flight;
+//! - [`acks`]: batches complete in any order, but a batch's offsets are
+//!   committed only once it and every older batch are acknowledged — so a
+//!   commit never runs ahead of an event that is not indexed yet;
 //! - [`search`]: the REST client and the index/alias set-up.
 //!
 //! Killed at any moment, the logger restarts from the last commit and
 //! re-indexes the events after it under the same ids: each event ends up
 //! exactly once in the index.
 
+pub mod acks;
 pub mod batch;
 pub mod config;
 pub mod metrics;
@@ -32,12 +33,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 use rdkafka::Message;
 use rdkafka::consumer::CommitMode;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use self::acks::{Acks, Offsets};
 use self::batch::{Batch, Encoder, Incoming, Limits};
 use self::config::LoggerArgs;
 use self::metrics::LoggerMetrics;
@@ -222,23 +224,29 @@ impl Pipeline<'_> {
     async fn run(&self, shutdown: &CancellationToken, shutdown_timeout: Duration) {
         let mut stream = self.consumer.stream();
         let mut batch = Batch::new();
-        let mut inflight = FuturesOrdered::new();
+        let mut acks = Acks::default();
+        let mut inflight = FuturesUnordered::new();
         let mut read_errors = 0u64;
+        let deliver = |seq: u64, batch: Batch| async move { (seq, self.sink.deliver(batch).await) };
         loop {
-            let room = inflight.len() < self.concurrency;
+            // Acknowledged batches wait for the older ones before their
+            // offsets are committed; bounding them bounds that wait's memory.
+            let room = inflight.len() < self.concurrency && acks.outstanding() < self.concurrency * 4;
             let deadline = batch.deadline(&self.limits);
             if room
                 && !batch.is_empty()
                 && (batch.is_full(&self.limits) || deadline.is_some_and(|d| d <= Instant::now()))
             {
-                inflight.push_back(self.sink.deliver(std::mem::take(&mut batch)));
+                inflight.push(deliver(acks.register(), std::mem::take(&mut batch)));
                 continue;
             }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(offsets) = inflight.next(), if !inflight.is_empty() => {
-                    source::commit(self.consumer, self.topic, &offsets, CommitMode::Async);
+                Some((seq, offsets)) = inflight.next(), if !inflight.is_empty() => {
+                    if let Some(ready) = acks.complete(seq, offsets) {
+                        source::commit(self.consumer, self.topic, &ready, CommitMode::Async);
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if room && deadline.is_some() => {}
                 next = stream.next(), if !batch.is_full(&self.limits) => {
@@ -279,15 +287,17 @@ impl Pipeline<'_> {
             }
         }
         // Shutdown: send what was read, wait (bounded) for every batch in
-        // flight, commit in order, and stop.
+        // flight, commit what is acknowledged in order, and stop.
         if !batch.is_empty() {
-            inflight.push_back(self.sink.deliver(batch));
+            inflight.push(deliver(acks.register(), batch));
         }
         let pending = inflight.len();
-        let mut last = std::collections::BTreeMap::new();
+        let mut last = Offsets::new();
         let drained = tokio::time::timeout(shutdown_timeout, async {
-            while let Some(offsets) = inflight.next().await {
-                last.extend(offsets);
+            while let Some((seq, offsets)) = inflight.next().await {
+                if let Some(ready) = acks.complete(seq, offsets) {
+                    last.extend(ready);
+                }
             }
         })
         .await;
