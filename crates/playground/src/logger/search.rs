@@ -373,6 +373,27 @@ mod tests {
         assert!(matches!(parse_bulk(b"<html>", 1), Err(RequestError::Decode(_))));
     }
 
+    fn search_options(extra: &[&str]) -> SearchOptions {
+        let mut argv = vec!["playground", "logger"];
+        argv.extend_from_slice(extra);
+        let cli = <crate::config::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let crate::config::Command::Logger(args) = cli.command else { unreachable!() };
+        args.search
+    }
+
+    #[test]
+    fn a_bad_ca_file_stops_start_up_naming_the_variable() {
+        let missing = search_options(&["--elasticsearch-ca-file", "/nonexistent/ca.pem"]);
+        let err = SearchClient::new(&missing).err().unwrap().to_string();
+        assert!(err.contains("ELASTICSEARCH_CA_FILE"), "{err}");
+        let path = std::env::temp_dir().join(format!("playground-not-a-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let junk = search_options(&["--elasticsearch-ca-file", path.to_str().unwrap()]);
+        let err = SearchClient::new(&junk).err().unwrap().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(err.contains("ELASTICSEARCH_CA_FILE"), "{err}");
+    }
+
     #[test]
     fn the_index_body_has_the_mapping_and_the_alias() {
         let cli = <crate::config::Cli as clap::Parser>::try_parse_from([
