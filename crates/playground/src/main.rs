@@ -19,6 +19,10 @@ fn main() -> std::process::ExitCode {
                 telemetry::init(&args.common)?;
                 serve::run_tcp(args).await
             }
+            Command::Udp(args) => {
+                telemetry::init(&args.common)?;
+                serve::run_udp(args).await
+            }
             Command::Serve(args) => {
                 telemetry::init(&args.common)?;
                 serve::run_serve(args).await

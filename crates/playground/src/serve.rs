@@ -8,19 +8,26 @@ use tracing::{info, warn};
 
 use crate::bus::{Bus, EmbeddedBus};
 use crate::cache::{Cache, EmbeddedCache};
-use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions};
+use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions, UdpArgs};
 use crate::executor::Executor;
 use crate::lifecycle::Lifecycle;
-use crate::{admin, metrics, tcp};
+use crate::{admin, metrics, tcp, udp};
 
 /// `playground tcp`.
 pub async fn run_tcp(args: TcpArgs) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, Some((args.port, &args.tcp))).await
+    run(&args.common, &args.backends, Some((args.port, &args.tcp)), None).await
+}
+
+/// `playground udp`.
+pub async fn run_udp(args: UdpArgs) -> anyhow::Result<()> {
+    let udp = udp::Config::new(args.bind_address, args.port, args.buff_size, &args.udp);
+    run(&args.common, &args.backends, None, Some(udp)).await
 }
 
 /// `playground serve`: every server in one process over one cache and bus.
 pub async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, Some((args.tcp_port, &args.tcp))).await
+    let udp = udp::Config::new(args.tcp.bind_address, args.udp_port, args.tcp.buff_size, &args.udp);
+    run(&args.common, &args.backends, Some((args.tcp_port, &args.tcp)), Some(udp)).await
 }
 
 /// Builds the cache and bus the configuration asks for.
@@ -30,7 +37,12 @@ fn backends(opts: &BackendOptions, client_queue: usize) -> (Arc<dyn Cache>, Arc<
     (cache, bus)
 }
 
-async fn run(common: &CommonOptions, backend: &BackendOptions, tcp: Option<(u16, &TcpOptions)>) -> anyhow::Result<()> {
+async fn run(
+    common: &CommonOptions,
+    backend: &BackendOptions,
+    tcp: Option<(u16, &TcpOptions)>,
+    udp: Option<udp::Config>,
+) -> anyhow::Result<()> {
     let prometheus = metrics::install();
     let lifecycle = Lifecycle::new();
     lifecycle.set_ready(false);
@@ -51,6 +63,13 @@ async fn run(common: &CommonOptions, backend: &BackendOptions, tcp: Option<(u16,
         let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
         tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
         reconnect_grace = opts.reconnect_grace;
+    }
+    if let Some(config) = udp {
+        let sockets = udp::bind(&config)?;
+        udp::serve(sockets, &config, executor.clone(), lifecycle.clone());
+        if tcp.is_none() {
+            reconnect_grace = udp::DRAIN;
+        }
     }
     lifecycle.set_ready(true);
     lifecycle.run_shutdown(common.sigterm_timeout, reconnect_grace).await;
