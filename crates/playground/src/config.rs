@@ -143,6 +143,10 @@ pub struct UdpOptions {
         value_parser = clap::builder::BoolishValueParser::new(),
     )]
     pub udp_check_ip: bool,
+    /// Datagrams received per system call (recvmmsg) and replies sent
+    /// together (sendmmsg), on Linux; 1 means one recv_from/send_to each.
+    #[arg(long, env = "UDP_BATCH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub udp_batch: u32,
     /// Receive and send buffer asked of the kernel per socket, in bytes (it
     /// absorbs bursts; Linux caps it at net.core.rmem_max / wmem_max).
     #[arg(long, env = "UDP_SOCKET_BUFFER", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(4096..))]
@@ -250,6 +254,7 @@ mod tests {
         assert_eq!(args.buff_size, 512);
         assert_eq!(args.udp.workers, 64);
         assert_eq!(args.udp.udp_sockets, 0);
+        assert_eq!(args.udp.udp_batch, 32);
         assert!(!args.udp.udp_check_ip);
         for (flag, want) in
             [(&["--udp-check-ip"][..], true), (&["--udp-check-ip", "yes"], true), (&["--udp-check-ip", "0"], false)]

@@ -12,9 +12,18 @@ use common::{Server, UdpClient, http_get};
 
 const UNKNOWN_TOKEN: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
+/// Both receive paths: one datagram per system call, and batches.
+const BATCH_MODES: [&str; 2] = ["1", "32"];
+
 #[test]
 fn every_command_and_error_row_with_a_token_from_tcp_login() {
-    let server = Server::start("serve", &[]);
+    for batch in BATCH_MODES {
+        every_command_and_error_row(batch);
+    }
+}
+
+fn every_command_and_error_row(batch: &str) {
+    let server = Server::start("serve", &[("UDP_BATCH", batch)]);
     // The original's flow: log in over TCP, use the token over UDP.
     let mut tcp = server.connect();
     let t = tcp.login();
@@ -44,7 +53,7 @@ fn every_command_and_error_row_with_a_token_from_tcp_login() {
         ("msg:lf\n".into(), "lf".into()),
     ];
     for (datagram, want) in rows {
-        assert_eq!(c.ask(&datagram), want, "for {datagram:?}");
+        assert_eq!(c.ask(&datagram), want, "for {datagram:?} with UDP_BATCH={batch}");
     }
     // Data written over UDP is read back over TCP, and the other way round.
     assert_eq!(tcp.ask(&format!("mcget:{t}:k1")), "v:1");
@@ -59,7 +68,13 @@ fn every_command_and_error_row_with_a_token_from_tcp_login() {
 
 #[test]
 fn datagrams_that_are_not_commands_get_no_reply_and_are_counted() {
-    let server = Server::start("udp", &[]);
+    for batch in BATCH_MODES {
+        not_commands(batch);
+    }
+}
+
+fn not_commands(batch: &str) {
+    let server = Server::start("udp", &[("UDP_BATCH", batch)]);
     let c = server.udp();
     for datagram in [&b"msgx:hello"[..], b"hello", b"", b"\n", b"MSG:upper", b"\x00\x01"] {
         c.ask_nothing(datagram);
@@ -75,7 +90,13 @@ fn datagrams_that_are_not_commands_get_no_reply_and_are_counted() {
 
 #[test]
 fn oversize_datagrams_are_dropped_and_counted() {
-    let server = Server::start("udp", &[]);
+    for batch in BATCH_MODES {
+        oversize(batch);
+    }
+}
+
+fn oversize(batch: &str) {
+    let server = Server::start("udp", &[("UDP_BATCH", batch)]);
     let c = server.udp();
     let max = format!("msg:{}", "y".repeat(512 - 4));
     assert_eq!(c.ask(&max), "y".repeat(508));
@@ -87,7 +108,7 @@ fn oversize_datagrams_are_dropped_and_counted() {
     assert_eq!(c.ask("msg:after"), "after");
     assert_eq!(server.metric("playground_udp_packets_dropped_total{reason=\"oversize\"}"), Some(3.0));
 
-    let small = Server::start("udp", &[("BUFF_SIZE", "16")]);
+    let small = Server::start("udp", &[("BUFF_SIZE", "16"), ("UDP_BATCH", batch)]);
     let c = small.udp();
     assert_eq!(c.ask("msg:0123456789ab"), "0123456789ab");
     c.ask_nothing(b"msg:0123456789abc");
@@ -109,7 +130,7 @@ fn udp_check_ip_requires_the_login_ip() {
 
 #[test]
 fn several_sockets_share_the_port_and_every_flow_is_answered() {
-    let server = Server::start("udp", &[("UDP_SOCKETS", "4"), ("WORKERS", "8")]);
+    let server = Server::start("udp", &[("UDP_SOCKETS", "4"), ("WORKERS", "8"), ("UDP_BATCH", "4")]);
     assert!(server.log().contains("sockets=4"), "{}", server.log());
     let clients: Vec<UdpClient> = (0..32).map(|_| server.udp()).collect();
     for round in 0..5 {
@@ -204,6 +225,7 @@ fn help_documents_every_udp_option_with_its_variable() {
                 "UDP_SOCKETS",
                 "UDP_QUEUE",
                 "UDP_CHECK_IP",
+                "UDP_BATCH",
                 "UDP_SOCKET_BUFFER",
                 "ADMIN_PORT",
                 "SIGTERM_TIMEOUT",
@@ -212,7 +234,7 @@ fn help_documents_every_udp_option_with_its_variable() {
                 "LOG_FORMAT",
             ][..],
         ),
-        ("serve", &["TCP_PORT", "UDP_PORT", "WORKERS", "UDP_SOCKETS", "UDP_QUEUE", "UDP_CHECK_IP"][..]),
+        ("serve", &["TCP_PORT", "UDP_PORT", "WORKERS", "UDP_SOCKETS", "UDP_QUEUE", "UDP_CHECK_IP", "UDP_BATCH"][..]),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_playground")).args([role, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);

@@ -55,7 +55,7 @@ fn bind_one(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
 /// answer until the lifecycle's reconnect phase (the end of SIGTERM_TIMEOUT).
 pub fn serve(sockets: Vec<UdpSocket>, config: &Config, executor: Arc<Executor>, lifecycle: Lifecycle) {
     let addr = sockets.first().and_then(|s| s.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
-    info!(%addr, transport = "udp", sockets = sockets.len(), workers = config.workers, queue = config.queue, check_ip = config.check_ip, "Listening");
+    info!(%addr, transport = "udp", sockets = sockets.len(), workers = config.workers, queue = config.queue, batch = config.batch, check_ip = config.check_ip, "Listening");
     let shared = Arc::new(Shared::new(executor, lifecycle.clone(), config));
     for (i, socket) in sockets.into_iter().enumerate() {
         let worker =

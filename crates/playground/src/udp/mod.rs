@@ -3,9 +3,12 @@
 //! SO_REUSEPORT so the kernel spreads datagrams over cores, and runs one
 //! receive loop per socket; the [`worker`] module answers each datagram within
 //! a bounded number of workers and a bounded queue, dropping (and counting)
-//! what does not fit instead of growing memory.
+//! what does not fit instead of growing memory; on Linux, [`mmsg`] receives
+//! and sends datagrams in batches.
 
 mod listener;
+#[cfg(target_os = "linux")]
+mod mmsg;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +40,8 @@ pub struct Config {
     pub queue: usize,
     /// Whether a token's IP must match the sender's.
     pub check_ip: bool,
+    /// Datagrams per recvmmsg / replies per sendmmsg (Linux); 1: one by one.
+    pub batch: usize,
     /// SO_RCVBUF / SO_SNDBUF asked for each socket.
     pub socket_buffer: usize,
 }
@@ -56,6 +61,7 @@ impl Config {
             workers,
             queue: opts.udp_queue as usize,
             check_ip: opts.udp_check_ip,
+            batch: opts.udp_batch.max(1) as usize,
             socket_buffer: opts.udp_socket_buffer as usize,
         }
     }

@@ -41,7 +41,14 @@ impl Cache for GatedCache {
 }
 
 fn options(workers: u32, queue: u32) -> UdpOptions {
-    UdpOptions { udp_sockets: 1, workers, udp_queue: queue, udp_check_ip: false, udp_socket_buffer: 1 << 20 }
+    UdpOptions {
+        udp_sockets: 1,
+        workers,
+        udp_queue: queue,
+        udp_check_ip: false,
+        udp_batch: 32,
+        udp_socket_buffer: 1 << 20,
+    }
 }
 
 /// Starts a server on an ephemeral loopback port; returns its address.
@@ -101,9 +108,15 @@ async fn busy_workers_queue_then_drop_and_msg_still_waits_its_turn() {
 
 #[tokio::test]
 async fn many_waiting_commands_are_all_answered_when_they_fit() {
+    for batch in [1, 32] {
+        many_waiting_commands(batch).await;
+    }
+}
+
+async fn many_waiting_commands(batch: u32) {
     let gate = Arc::new(Semaphore::new(0));
     let lifecycle = Lifecycle::new();
-    let server = start(&options(4, 100), gate.clone(), &lifecycle);
+    let server = start(&UdpOptions { udp_batch: batch, ..options(4, 100) }, gate.clone(), &lifecycle);
     let c = client(server).await;
     for i in 0..50 {
         c.send(format!("mcget:{TOKEN}:k{i}").as_bytes()).await.unwrap();
@@ -114,7 +127,7 @@ async fn many_waiting_commands_are_all_answered_when_they_fit() {
     while recv(&c, Duration::from_millis(500)).await.is_some() {
         n += 1;
     }
-    assert_eq!(n, 50);
+    assert_eq!(n, 50, "UDP_BATCH={batch}");
 }
 
 #[tokio::test]
