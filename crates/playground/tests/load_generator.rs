@@ -114,8 +114,11 @@ fn udp_flows_in_the_positional_form() {
     ]);
     let sent = field(&report, "packets sent");
     assert!(sent >= 5 * 40, "{report}");
-    assert_eq!(field(&report, "packets received"), sent, "{report}");
-    assert_eq!(field(&report, "timeouts"), 0, "{report}");
+    // Only a flow's last datagram, still on its way when the flow's time is
+    // up, may count as a timeout.
+    let timeouts = field(&report, "timeouts");
+    assert!(timeouts <= 5, "{report}");
+    assert_eq!(field(&report, "packets received") + timeouts, sent, "{report}");
     assert_eq!(field(&report, "wrong replies"), 0, "{report}");
     assert_eq!(field(&report, "connections"), 5, "{report}");
     assert_eq!(server.metric("playground_udp_packets_received_total"), Some(sent as f64));
@@ -168,5 +171,7 @@ fn udp_as_fast_as_replies_come_back_across_sockets() {
     ]);
     assert!(field(&report, "packets received") > 100, "{report}");
     assert_eq!(field(&report, "wrong replies"), 0, "{report}");
-    assert_eq!(field(&report, "timeouts"), 0, "{report}");
+    // A flow's last datagram may still be on its way when its time is up:
+    // that one counts as a timeout.
+    assert!(field(&report, "timeouts") <= 8, "{report}");
 }

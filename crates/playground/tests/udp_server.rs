@@ -176,8 +176,8 @@ fn sigterm_keeps_answering_for_sigterm_timeout_then_exits_zero() {
     let mut server = Server::start("udp", &[("SIGTERM_TIMEOUT", "2")]);
     let c = server.udp();
     assert_eq!(c.ask("msg:before"), "before");
-    server.signal("TERM");
     let signalled = std::time::Instant::now();
+    server.signal("TERM");
     let mut not_ready = false;
     for _ in 0..40 {
         if http_get(server.admin, "/readyz").map(|r| r.0) == Some(503) {
