@@ -5,7 +5,8 @@
 //! It needs a memcached (PLAYGROUND_MEMCACHED=host:port, e.g. started with
 //! `scripts/services/memcached start` and `127.0.0.1:11211`) and a binary with
 //! the memcached backend (MEMCACHED_SERVICE in `--help`). Without either it
-//! says so on stderr and checks nothing.
+//! says so on stderr and checks nothing, unless PLAYGROUND_REQUIRE_SERVICES is
+//! set, in which case it fails.
 
 mod common;
 
@@ -20,11 +21,16 @@ fn binary_has_memcached() -> bool {
 
 #[test]
 fn a_tcp_login_token_works_over_udp_across_processes_sharing_memcached() {
+    // With PLAYGROUND_REQUIRE_SERVICES set (the full test command), not
+    // running is a failure rather than a note.
+    let required = std::env::var_os("PLAYGROUND_REQUIRE_SERVICES").is_some();
     let Some(memcached) = std::env::var("PLAYGROUND_MEMCACHED").ok().filter(|v| !v.is_empty()) else {
+        assert!(!required, "PLAYGROUND_MEMCACHED must be set when PLAYGROUND_REQUIRE_SERVICES is");
         eprintln!("not run: set PLAYGROUND_MEMCACHED=host:port to test against a real memcached");
         return;
     };
     if !binary_has_memcached() {
+        assert!(!required, "this binary has no memcached backend (no MEMCACHED_SERVICE option)");
         eprintln!("not run: this binary has no memcached backend (no MEMCACHED_SERVICE option)");
         return;
     }
