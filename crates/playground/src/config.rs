@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the TCP server (login, msg, mcset, mcget, brd; pushed broadcasts).
     Tcp(TcpArgs),
+    /// Run the UDP server (msg, mcset, mcget; one datagram per command).
+    Udp(UdpArgs),
     /// Run every server in one process, sharing one cache and one bus: the
     /// quickest way to try playground on one machine.
     Serve(ServeArgs),
@@ -47,14 +49,39 @@ pub struct TcpArgs {
     pub backends: BackendOptions,
 }
 
+/// `playground udp`.
+#[derive(Debug, Args)]
+pub struct UdpArgs {
+    /// UDP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 50000)]
+    pub port: u16,
+    /// Maximum command length in bytes; longer datagrams are dropped and counted.
+    #[arg(long, env = "BUFF_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65_507))]
+    pub buff_size: u32,
+    /// Address to bind the UDP sockets to.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub udp: UdpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
 /// `playground serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TCP port to listen on.
     #[arg(long, env = "TCP_PORT", default_value_t = 40000)]
     pub tcp_port: u16,
+    /// UDP port to listen on (BUFF_SIZE and BIND_ADDRESS apply to it too).
+    #[arg(long, env = "UDP_PORT", default_value_t = 50000)]
+    pub udp_port: u16,
     #[command(flatten)]
     pub tcp: TcpOptions,
+    #[command(flatten)]
+    pub udp: UdpOptions,
     #[command(flatten)]
     pub common: CommonOptions,
     #[command(flatten)]
@@ -88,6 +115,44 @@ pub struct TcpOptions {
     /// Address to bind the client listeners to.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+}
+
+/// Options of the UDP server (BUFF_SIZE and BIND_ADDRESS are declared by each
+/// role, because `serve` shares them with the TCP server).
+#[derive(Debug, Clone, Args)]
+pub struct UdpOptions {
+    /// Sockets bound to the UDP port with SO_REUSEPORT, each with its own
+    /// receive loop, so the kernel spreads datagrams over cores; 0 means one
+    /// per CPU core.
+    #[arg(long, env = "UDP_SOCKETS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub udp_sockets: u32,
+    /// Commands handled at once; a command that waits for the cache keeps its
+    /// worker busy until it is answered.
+    #[arg(long, env = "WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub workers: u32,
+    /// Datagrams that may wait for a free worker when all are busy; beyond it
+    /// datagrams are dropped and counted (reason `overload`).
+    #[arg(long, env = "UDP_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub udp_queue: u32,
+    /// Also require the IP a token was issued to (by `login` over TCP) to be
+    /// the datagram's source IP; by default the token only has to exist.
+    #[arg(
+        long,
+        env = "UDP_CHECK_IP",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub udp_check_ip: bool,
+    /// Datagrams received per system call (recvmmsg) and replies sent
+    /// together (sendmmsg), on Linux; 1 means one recv_from/send_to each.
+    #[arg(long, env = "UDP_BATCH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub udp_batch: u32,
+    /// Receive and send buffer asked of the kernel per socket, in bytes (it
+    /// absorbs bursts; Linux caps it at net.core.rmem_max / wmem_max).
+    #[arg(long, env = "UDP_SOCKET_BUFFER", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(4096..))]
+    pub udp_socket_buffer: u32,
 }
 
 /// Options every server role shares.
@@ -262,5 +327,31 @@ mod tests {
         assert!(err.to_string().contains("IDLE_TIMEOUT"), "{err}");
         let err = Cli::try_parse_from(["playground", "tcp", "--port", "70000"]).unwrap_err();
         assert!(err.to_string().contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn udp_defaults_and_switches() {
+        let cli = Cli::try_parse_from(["playground", "udp"]).unwrap();
+        let Command::Udp(args) = cli.command else { panic!() };
+        assert_eq!(args.port, 50000);
+        assert_eq!(args.buff_size, 512);
+        assert_eq!(args.udp.workers, 64);
+        assert_eq!(args.udp.udp_sockets, 0);
+        assert_eq!(args.udp.udp_batch, 32);
+        assert!(!args.udp.udp_check_ip);
+        for (flag, want) in
+            [(&["--udp-check-ip"][..], true), (&["--udp-check-ip", "yes"], true), (&["--udp-check-ip", "0"], false)]
+        {
+            let cli = Cli::try_parse_from(["playground", "udp"].iter().chain(flag)).unwrap();
+            let Command::Udp(args) = cli.command else { panic!() };
+            assert_eq!(args.udp.udp_check_ip, want, "{flag:?}");
+        }
+        let err = Cli::try_parse_from(["playground", "udp", "--workers", "0"]).unwrap_err();
+        assert!(err.to_string().contains("WORKERS"), "{err}");
+        let err = Cli::try_parse_from(["playground", "udp", "--udp-check-ip", "perhaps"]).unwrap_err();
+        assert!(err.to_string().contains("UDP_CHECK_IP"), "{err}");
+        let cli = Cli::try_parse_from(["playground", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!() };
+        assert_eq!((args.tcp_port, args.udp_port), (40000, 50000));
     }
 }

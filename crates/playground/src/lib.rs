@@ -3,8 +3,9 @@
 //! (embedded or Kafka), with a load generator to prove it.
 //!
 //! The layout follows tokio's mini-redis: a listener per transport, one
-//! handler per connection over a framed connection, one module per command in
-//! [`executor`], and an explicit, phased shutdown in [`lifecycle`].
+//! handler per connection over a framed connection (TCP) or per datagram
+//! ([`udp`]), one module per command in [`executor`], and an explicit, phased
+//! shutdown in [`lifecycle`].
 
 pub mod admin;
 pub mod bus;
@@ -20,3 +21,4 @@ pub mod metrics;
 pub mod serve;
 pub mod tcp;
 pub mod telemetry;
+pub mod udp;

@@ -19,6 +19,10 @@ fn main() -> std::process::ExitCode {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
                 serve::run_tcp(args, shipper).await
             }
+            Command::Udp(args) => {
+                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                serve::run_udp(args, shipper).await
+            }
             Command::Serve(args) => {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
                 serve::run_serve(args, shipper).await

@@ -66,6 +66,9 @@ fn describe() {
     describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
     describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
     describe_counter!("playground_bytes_sent_total", "Bytes sent to clients, by transport");
+    describe_counter!("playground_udp_packets_received_total", "UDP datagrams received");
+    describe_counter!("playground_udp_packets_sent_total", "UDP reply datagrams sent");
+    describe_counter!("playground_udp_packets_dropped_total", "UDP datagrams dropped without a reply, by reason");
 }
 
 /// Per-transport command counters and latency histograms.
@@ -130,6 +133,46 @@ impl TcpMetrics {
 }
 
 impl Default for TcpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counters of the UDP server.
+#[derive(Clone)]
+pub struct UdpMetrics {
+    pub received: Counter,
+    pub sent: Counter,
+    /// Longer than BUFF_SIZE.
+    pub dropped_oversize: Counter,
+    /// Not a known command: never answered, so spoofed sources get nothing.
+    pub dropped_unknown: Counter,
+    /// Every worker busy and the queue full.
+    pub dropped_overload: Counter,
+    /// The reply could not be sent.
+    pub dropped_send_error: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl UdpMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        let dropped = |reason: &'static str| counter!("playground_udp_packets_dropped_total", "reason" => reason);
+        UdpMetrics {
+            received: counter!("playground_udp_packets_received_total"),
+            sent: counter!("playground_udp_packets_sent_total"),
+            dropped_oversize: dropped("oversize"),
+            dropped_unknown: dropped("unknown_command"),
+            dropped_overload: dropped("overload"),
+            dropped_send_error: dropped("send_error"),
+            bytes_in: counter!("playground_bytes_received_total", "transport" => "udp"),
+            bytes_out: counter!("playground_bytes_sent_total", "transport" => "udp"),
+        }
+    }
+}
+
+impl Default for UdpMetrics {
     fn default() -> Self {
         Self::new()
     }

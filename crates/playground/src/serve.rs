@@ -9,11 +9,11 @@ use tracing::{info, warn};
 
 use crate::bus::{Bus, EmbeddedBus, KafkaBus};
 use crate::cache::{Cache, EmbeddedCache, MemcachedCache};
-use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions};
+use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions, UdpArgs};
 use crate::executor::Executor;
 use crate::lifecycle::Lifecycle;
 use crate::logship::{self, Shipper};
-use crate::{admin, metrics, tcp, telemetry};
+use crate::{admin, metrics, tcp, telemetry, udp};
 
 /// Time allowed at shutdown to ship the last log events and broadcasts.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -34,12 +34,19 @@ pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow
 
 /// `playground tcp`.
 pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp))).await
+    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp)), None).await
+}
+
+/// `playground udp`.
+pub async fn run_udp(args: UdpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    let udp = udp::Config::new(args.bind_address, args.port, args.buff_size, &args.udp);
+    run(&args.common, &args.backends, shipper, None, Some(udp)).await
 }
 
 /// `playground serve`: every server in one process over one cache and bus.
 pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp))).await
+    let udp = udp::Config::new(args.tcp.bind_address, args.udp_port, args.tcp.buff_size, &args.udp);
+    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp)), Some(udp)).await
 }
 
 /// The backends the configuration asks for.
@@ -71,6 +78,7 @@ async fn run(
     backend: &BackendOptions,
     shipper: Option<Shipper>,
     tcp: Option<(u16, &TcpOptions)>,
+    udp: Option<udp::Config>,
 ) -> anyhow::Result<()> {
     let prometheus = metrics::install();
     // Present from the start (at 0) so dashboards and alerts see the series
@@ -100,6 +108,13 @@ async fn run(
         let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
         tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
         reconnect_grace = opts.reconnect_grace;
+    }
+    if let Some(config) = udp {
+        let sockets = udp::bind(&config)?;
+        udp::serve(sockets, &config, executor.clone(), lifecycle.clone());
+        if tcp.is_none() {
+            reconnect_grace = udp::DRAIN;
+        }
     }
     lifecycle.set_ready(true);
     lifecycle.run_shutdown(common.sigterm_timeout, reconnect_grace).await;

@@ -93,3 +93,85 @@ fn a_server_shutdown_shows_up_as_reconnects() {
     assert_eq!(field(&report, "reconnects"), 3, "{report}");
     assert!(field(&report, "connections") >= 3, "{report}");
 }
+
+#[test]
+fn udp_flows_in_the_positional_form() {
+    let server = Server::start("udp", &[]);
+    let port = server.udp_port.to_string();
+    let report = load(&[
+        "udp",
+        "5",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "1ms",
+        "--msg-interval",
+        "20ms",
+        "--alive",
+        "1s",
+        "--read-timeout",
+        "2s",
+    ]);
+    let sent = field(&report, "packets sent");
+    assert!(sent >= 5 * 40, "{report}");
+    // Only a flow's last datagram, still on its way when the flow's time is
+    // up, may count as a timeout.
+    let timeouts = field(&report, "timeouts");
+    assert!(timeouts <= 5, "{report}");
+    assert_eq!(field(&report, "packets received") + timeouts, sent, "{report}");
+    assert_eq!(field(&report, "wrong replies"), 0, "{report}");
+    assert_eq!(field(&report, "connections"), 5, "{report}");
+    assert_eq!(server.metric("playground_udp_packets_received_total"), Some(sent as f64));
+}
+
+#[test]
+fn udp_datagrams_without_a_reply_are_counted_as_timeouts() {
+    // A socket that receives and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let report = load(&[
+        "udp",
+        "2",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "0",
+        "--msg-interval",
+        "0",
+        "--alive",
+        "500ms",
+        "--read-timeout",
+        "100ms",
+    ]);
+    let sent = field(&report, "packets sent");
+    assert!(sent >= 2, "{report}");
+    assert_eq!(field(&report, "packets received"), 0, "{report}");
+    assert_eq!(field(&report, "timeouts"), sent, "{report}");
+    assert!(report.contains("(100.00 %)"), "{report}");
+    drop(silent);
+}
+
+#[test]
+fn udp_as_fast_as_replies_come_back_across_sockets() {
+    let server = Server::start("udp", &[("UDP_SOCKETS", "2")]);
+    let port = server.udp_port.to_string();
+    let report = load(&[
+        "udp",
+        "8",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "0",
+        "--msg-interval",
+        "0",
+        "--alive",
+        "500ms",
+        "--read-timeout",
+        "2s",
+    ]);
+    assert!(field(&report, "packets received") > 100, "{report}");
+    assert_eq!(field(&report, "wrong replies"), 0, "{report}");
+    // A flow's last datagram may still be on its way when its time is up:
+    // that one counts as a timeout.
+    assert!(field(&report, "timeouts") <= 8, "{report}");
+}

@@ -1,12 +1,14 @@
-//! `playground load`: opens many connections to a server, drives traffic,
-//! follows `reconnect`, and reports what happened.
+//! `playground load`: opens many connections (TCP) or flows (UDP) to a
+//! server, drives traffic, follows `reconnect`, and reports what happened.
 //!
 //! The original client's positional form and defaults still work:
 //! `playground load tcp 10000 127.0.0.1 40000` opens 10,000 connections,
-//! one every 15 ms, each sending `msg:` every 250 ms for 60 s.
+//! one every 15 ms, each sending `msg:` every 250 ms for 60 s;
+//! `playground load udp 10000 127.0.0.1 50000` does the same with datagrams.
 
 mod stats;
 mod tcp;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub use tcp::Worker;
 pub enum Protocol {
     /// TCP connections.
     Tcp,
+    /// UDP flows, one socket each.
+    Udp,
 }
 
 /// What each connection does.
@@ -42,13 +46,13 @@ pub struct LoadArgs {
     /// Protocol to load.
     #[arg(value_enum)]
     pub protocol: Protocol,
-    /// Number of connections.
+    /// Number of connections (TCP) or flows (UDP).
     #[arg(default_value_t = 1)]
     pub connections: u32,
     /// Server host name or address.
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
-    /// Server port [default: 40000 for tcp].
+    /// Server port [default: 40000 for tcp, 50000 for udp].
     pub port: Option<u16>,
     /// What each connection does.
     #[arg(long, value_enum, default_value_t = Scenario::Echo)]
@@ -72,7 +76,8 @@ pub struct LoadArgs {
     /// Content of each `msg:` (a sequence number is appended).
     #[arg(long, default_value = "12345")]
     pub payload: String,
-    /// Delay before reconnecting after `reconnect` or a lost connection.
+    /// Delay before reconnecting after `reconnect` or a lost connection (UDP:
+    /// before a new socket after the server refused a datagram).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub reconnect_delay: Duration,
 }
@@ -81,6 +86,7 @@ impl LoadArgs {
     fn port(&self) -> u16 {
         self.port.unwrap_or(match self.protocol {
             Protocol::Tcp => 40000,
+            Protocol::Udp => 50000,
         })
     }
 }
@@ -110,8 +116,11 @@ pub async fn execute(args: &LoadArgs) -> anyhow::Result<Report> {
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             break;
         }
-        let worker = tcp::Worker { id: i, target, args: args.clone(), stats: stats.clone(), deadline };
-        workers.spawn(worker.run());
+        let (id, args, stats) = (i, args.clone(), stats.clone());
+        match args.protocol {
+            Protocol::Tcp => workers.spawn(tcp::Worker { id, target, args, stats, deadline }.run()),
+            Protocol::Udp => workers.spawn(udp::Worker { id, target, args, stats, deadline }.run()),
+        };
     }
     while let Some(result) = workers.join_next().await {
         if let Ok(histogram) = result {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,18 @@ pub fn free_dual_port() -> u16 {
     }
 }
 
+/// A port free for UDP.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A running `playground` process, killed when dropped.
 pub struct Server {
     pub child: Child,
+    /// The role's port (TCP for `tcp` and `serve`, UDP for `udp`).
     pub port: u16,
+    /// The UDP port (`udp` and `serve`; with `serve` set as UDP_PORT).
+    pub udp_port: u16,
     pub admin: u16,
     pub log: std::path::PathBuf,
 }
@@ -42,6 +50,13 @@ impl Server {
         let port = free_dual_port();
         let admin = free_port();
         let port_var = if role == "serve" { "TCP_PORT" } else { "PORT" };
+        // `serve` always gets its own UDP port: with SO_REUSEPORT, servers of
+        // parallel tests on the default port would silently share it.
+        let udp_port = match role {
+            "serve" => free_udp_port(),
+            "udp" => port,
+            _ => 0,
+        };
         let log = std::env::temp_dir().join(format!("playground-test-{role}-{port}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_playground"));
         cmd.arg(role)
@@ -50,6 +65,7 @@ impl Server {
             .env("ADMIN_PORT", admin.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
             .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+            .env("UDP_PORT", udp_port.to_string())
             .env("LOG_LEVEL", "info")
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::inherit());
@@ -57,7 +73,7 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start playground");
-        let server = Server { child, port, admin, log };
+        let server = Server { child, port, udp_port, admin, log };
         server.wait_ready();
         server
     }
@@ -77,6 +93,11 @@ impl Server {
     /// A new client connection.
     pub fn connect(&self) -> Client {
         Client::connect(self.port)
+    }
+
+    /// A new UDP client of the server's UDP port, from 127.0.0.1.
+    pub fn udp(&self) -> UdpClient {
+        UdpClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.udp_port)
     }
 
     /// Sends a signal to the process.
@@ -170,6 +191,57 @@ impl Client {
     /// Sets the read timeout.
     pub fn read_timeout(&self, d: Duration) {
         self.stream.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+/// A UDP client over a real socket, connected to one server port so that it
+/// only sees that server's datagrams.
+pub struct UdpClient {
+    pub socket: UdpSocket,
+}
+
+impl UdpClient {
+    /// A socket bound to `ip` (any 127.x address works on Linux) and
+    /// connected to 127.0.0.1:`port`, with a 5 s read timeout.
+    pub fn new(ip: IpAddr, port: u16) -> UdpClient {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        socket.connect(("127.0.0.1", port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        UdpClient { socket }
+    }
+
+    /// Sends one datagram.
+    pub fn send(&self, data: &[u8]) {
+        self.socket.send(data).unwrap();
+    }
+
+    /// The next datagram, if one arrives within `wait`.
+    pub fn recv_within(&self, wait: Duration) -> Option<Vec<u8>> {
+        self.socket.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let got = self.socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec());
+        self.socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        got
+    }
+
+    /// Sends `datagram` and returns the reply without its `\n`.
+    pub fn ask_raw(&self, datagram: &[u8]) -> Vec<u8> {
+        self.send(datagram);
+        let reply = self.recv_within(Duration::from_secs(5)).unwrap_or_else(|| panic!("no reply to {datagram:?}"));
+        assert_eq!(reply.last(), Some(&b'\n'), "a reply is one line: {reply:?}");
+        reply[..reply.len() - 1].to_vec()
+    }
+
+    /// Sends `datagram` and returns the reply as text without its `\n`.
+    pub fn ask(&self, datagram: &str) -> String {
+        String::from_utf8_lossy(&self.ask_raw(datagram.as_bytes())).into_owned()
+    }
+
+    /// Asserts that `datagram` gets no reply.
+    pub fn ask_nothing(&self, datagram: &[u8]) {
+        self.send(datagram);
+        let got = self.recv_within(Duration::from_millis(300));
+        assert_eq!(got, None, "expected no reply to {datagram:?}");
     }
 }
 
