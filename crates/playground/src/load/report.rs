@@ -82,7 +82,7 @@ impl Report {
             pacing,
             interrupted,
             elapsed_secs: elapsed.as_secs_f64(),
-            peak_connections: timeline.peak_connections,
+            peak_connections: ctx.stats.peak_open.load(std::sync::atomic::Ordering::Relaxed),
             totals,
             errors: totals.errors(),
             timeout_percent: if totals.sent == 0 { 0.0 } else { totals.timeouts as f64 * 100.0 / totals.sent as f64 },

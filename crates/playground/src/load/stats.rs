@@ -119,6 +119,8 @@ pub struct Stats {
     pub count: Counters,
     /// Connections open now.
     pub open: AtomicI64,
+    /// The most connections open at once.
+    pub peak_open: AtomicI64,
     /// Request to reply.
     pub latency: Shards,
     /// Broadcast sent to broadcast received.
@@ -127,6 +129,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A connection opened.
+    pub fn opened(&self) {
+        self.count.connections_opened.fetch_add(1, Relaxed);
+        let now = self.open.fetch_add(1, Relaxed) + 1;
+        self.peak_open.fetch_max(now, Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
     /// Remembers why the last connection attempt failed, for the report.
     pub fn connect_failed(&self, why: String) {
         self.count.connect_errors.fetch_add(1, Relaxed);

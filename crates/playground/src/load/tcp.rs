@@ -110,10 +110,9 @@ impl Client {
                     continue;
                 }
             };
-            ctx.stats.count.connections_opened.fetch_add(1, Relaxed);
-            ctx.stats.open.fetch_add(1, Relaxed);
+            ctx.stats.opened();
             let ended = self.converse(stream, end, cancelled.as_mut()).await;
-            ctx.stats.open.fetch_sub(1, Relaxed);
+            ctx.stats.closed();
             if ended == Ended::Done || !pause(&ctx, end, cancelled.as_mut()).await {
                 return;
             }

@@ -43,7 +43,6 @@ pub struct Timeline {
     pub latency: Histogram<u64>,
     /// All broadcast delivery latencies so far.
     pub delivery: Histogram<u64>,
-    pub peak_connections: i64,
     /// The interval histograms, kept to be reused.
     scratch: Option<(Histogram<u64>, Histogram<u64>)>,
 }
@@ -56,7 +55,6 @@ impl Default for Timeline {
             seconds: Vec::new(),
             latency: new_histogram(),
             delivery: new_histogram(),
-            peak_connections: 0,
             scratch: None,
         }
     }
@@ -88,7 +86,6 @@ impl Timeline {
     ) {
         let _ = self.latency.add(latency);
         let _ = self.delivery.add(delivery);
-        self.peak_connections = self.peak_connections.max(open);
         let diff = counts.since(&self.last);
         let secs = at.saturating_sub(self.last_at).as_secs_f64();
         // A sliver at the very end with nothing in it is not an interval.
@@ -151,7 +148,6 @@ mod tests {
         assert_eq!(s[2].sent_per_sec, 100.0, "50 messages in half a second");
         assert_eq!(s[2].latency_ms_p99, 0.0);
         assert_eq!(t.latency.len(), 5);
-        assert_eq!(t.peak_connections, 12);
     }
 
     #[test]
