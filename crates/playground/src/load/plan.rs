@@ -4,6 +4,7 @@
 //! here, so a run never stops halfway over a typo.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::net::lookup_host;
@@ -26,6 +27,7 @@ pub struct Plan {
 impl Plan {
     /// Resolves the targets and assigns roles; errors say what is wrong.
     pub async fn new(args: &LoadArgs) -> anyhow::Result<Plan> {
+        check_durations(args)?;
         let port = args.port.unwrap_or(args.protocol.default_port());
         let mut targets = Vec::new();
         for item in args.host.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -59,6 +61,34 @@ impl Plan {
         let source = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
         (self.targets[i % self.targets.len()], source)
     }
+}
+
+/// The longest duration any option takes: beyond it, times would overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Durations must fit a run, and waits that end every exchange at once are
+/// mistakes, not tests.
+fn check_durations(args: &LoadArgs) -> anyhow::Result<()> {
+    let all = [
+        ("--conn-interval", args.conn_interval, true),
+        ("--msg-interval", args.msg_interval, true),
+        ("--alive", args.alive, false),
+        ("--read-timeout", args.read_timeout, false),
+        ("--reconnect-delay", args.reconnect_delay, true),
+        ("--connect-timeout", args.connect_timeout, false),
+        ("--settle", args.settle, true),
+        ("--progress-interval", args.progress_interval, true),
+        ("--duration", args.duration.unwrap_or(Duration::from_secs(1)), false),
+    ];
+    for (name, value, zero_ok) in all {
+        if value > MAX_DURATION {
+            bail!("{name} {value:?} is too long (at most a year)");
+        }
+        if value.is_zero() && !zero_ok {
+            bail!("{name} must be more than 0");
+        }
+    }
+    Ok(())
 }
 
 /// Splits `host`, `host:port`, `[v6]:port` or a bare IPv6 address.
@@ -179,5 +209,9 @@ mod tests {
         assert!(err.to_string().contains("same IP version"), "{err}");
         let err = Plan::new(&args(&["1", ","])).await.unwrap_err();
         assert!(err.to_string().contains("no target"), "{err}");
+        let err = Plan::new(&args(&["1", "--read-timeout", "0"])).await.unwrap_err();
+        assert!(err.to_string().contains("--read-timeout must be more than 0"), "{err}");
+        let err = Plan::new(&args(&["1", "--alive", "100000h"])).await.unwrap_err();
+        assert!(err.to_string().contains("--alive"), "{err}");
     }
 }

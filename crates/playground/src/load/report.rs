@@ -211,3 +211,68 @@ fn write_timeline(f: &mut fmt::Formatter<'_>, seconds: &[Second]) -> fmt::Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t: f64, sent: u64) -> Second {
+        Second {
+            t,
+            secs: 1.0,
+            connections: 10,
+            counts: Counts { sent, received: sent, ..Default::default() },
+            errors: 0,
+            sent_per_sec: sent as f64,
+            received_per_sec: sent as f64,
+            latency_ms_p50: 1.0,
+            latency_ms_p99: t,
+            latency_ms_max: t,
+            delivery_ms_p99: 0.0,
+        }
+    }
+
+    fn report(seconds: usize) -> Report {
+        Report {
+            protocol: "tcp".into(),
+            scenario: "echo".into(),
+            targets: vec!["127.0.0.1:40000".into()],
+            source_ips: 0,
+            connections: 10,
+            pacing: "one message every 250ms per connection".into(),
+            interrupted: false,
+            elapsed_secs: seconds as f64,
+            peak_connections: 10,
+            totals: Counts { sent: 40 * seconds as u64, received: 40 * seconds as u64, ..Default::default() },
+            errors: 0,
+            timeout_percent: 0.0,
+            sent_per_sec: 40.0,
+            received_per_sec: 40.0,
+            peak_received_per_sec: 40.0,
+            latency_ms: Percentiles::default(),
+            broadcast: None,
+            last_connect_error: None,
+            timeline: (1..=seconds).map(|t| second(t as f64, 40)).collect(),
+        }
+    }
+
+    #[test]
+    fn long_timelines_are_shown_in_coarser_steps() {
+        let text = report(150).to_string();
+        let rows: Vec<&str> = text.lines().skip_while(|l| *l != "timeline").skip(2).collect();
+        assert_eq!(rows.len(), 50, "3-second steps:\n{text}");
+        // A step shows rates over the step and its worst p99.
+        let last: Vec<&str> = rows[49].split_whitespace().collect();
+        assert_eq!(&last[..5], &["150.0", "10", "40", "40", "0"], "{text}");
+        assert_eq!(last[7], "150.000", "{text}");
+        assert_eq!(report(30).to_string().lines().skip_while(|l| *l != "timeline").count(), 32);
+    }
+
+    #[test]
+    fn the_original_figures_come_first() {
+        let text = report(2).to_string();
+        let labels: Vec<&str> = text.lines().skip(1).take(4).map(|l| l.split("  ").next().unwrap()).collect();
+        assert_eq!(labels, ["elapsed", "connections", "packets sent", "packets received"]);
+        assert!(!text.contains("broadcasts"), "no broadcast lines without broadcasts");
+    }
+}
