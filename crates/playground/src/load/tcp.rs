@@ -285,3 +285,72 @@ async fn pause(ctx: &Context, end: Instant, cancelled: Cancelled<'_>) -> bool {
         _ = sleep_until(until) => until < end,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::load::delivery::Ledger;
+    use crate::load::pace::Pacer;
+    use crate::load::runner::Timing;
+    use crate::load::script::{Role, ScriptConfig};
+    use crate::load::stats::Stats;
+
+    /// An echo server whose first reply comes `delay` late.
+    async fn slow_first_echo(delay: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut first = true;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::mem::take(&mut first) {
+                    tokio::time::sleep(delay).await;
+                }
+                let reply = format!("{}\n", line.strip_prefix("msg:").unwrap_or(&line));
+                if w.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_is_recognised_not_taken_for_the_next_one() {
+        let target = slow_first_echo(Duration::from_millis(150)).await;
+        let start = Instant::now();
+        let ctx = Arc::new(Context {
+            stats: Stats::default(),
+            ledger: Arc::new(Ledger::new("t")),
+            pacer: Pacer::new(None, Duration::from_millis(10), start),
+            cancel: CancellationToken::new(),
+            start,
+            deadline: None,
+            timing: Timing {
+                alive: Duration::from_millis(600),
+                read_timeout: Duration::from_millis(100),
+                reconnect_delay: Duration::from_millis(100),
+                connect_timeout: Duration::from_secs(5),
+                settle: Duration::ZERO,
+            },
+        });
+        let config = ScriptConfig { payload: "p".into(), keys: 1, value_size: 1, seed: 1 };
+        let script = Script::new(Role::Echo, 0, &config, ctx.ledger.clone());
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        let c = ctx.stats.count.snapshot();
+        // The first request times out at 100 ms; its reply (at 150 ms) is late,
+        // and the second request, sent at 100 ms, gets its own reply.
+        assert_eq!((c.timeouts, c.late_replies, c.wrong_replies, c.resets), (1, 1, 0, 0), "{c:?}");
+        assert_eq!(c.received + c.late_replies, c.sent, "{c:?}");
+        assert!(c.received > 10, "{c:?}");
+        assert_eq!(ctx.stats.open.load(Relaxed), 0);
+    }
+}
