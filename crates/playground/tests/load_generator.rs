@@ -47,6 +47,13 @@ fn total(report: &Value, name: &str) -> u64 {
     report["totals"][name].as_u64().unwrap_or_else(|| panic!("no totals.{name} in {report:#}"))
 }
 
+/// Every request sent ends up answered (in time or late), wrong, refused or unanswered.
+fn assert_accounted(r: &Value) {
+    let answered = ["received", "late_replies", "wrong_replies", "publish_errors", "unanswered"];
+    let ends: u64 = answered.iter().map(|n| total(r, n)).sum();
+    assert_eq!(total(r, "sent"), ends, "{:#}", r["totals"]);
+}
+
 fn field(report: &str, name: &str) -> u64 {
     let line = report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{report}"));
     line[name.len()..].split_whitespace().next().unwrap().parse().unwrap()
@@ -108,6 +115,7 @@ fn cache_scenario_reads_back_what_it_wrote() {
     let r = load_json(&strs(&short(server.port, 5, "1500ms", &["--scenario", "cache", "--msg-interval", "10ms"])));
     let sent = total(&r, "sent");
     assert!(sent > 50, "{r:#}");
+    assert_accounted(&r);
     assert_eq!(total(&r, "received"), sent, "{r:#}");
     assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
     assert!(r["broadcast"].is_null(), "no broadcast section without broadcasts");
@@ -134,6 +142,7 @@ fn broadcast_scenario_checks_every_delivery() {
     assert_eq!(check["missing"], 0, "{check:#}");
     assert_eq!(check["per_client"].as_array().unwrap().len(), 6, "{check:#}");
     assert!(r["broadcast"]["delivery_latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{r:#}");
+    assert_accounted(&r);
 }
 
 #[test]
@@ -151,6 +160,7 @@ fn mix_runs_every_part() {
     assert!(total(&r, "published") > 10, "{r:#}");
     assert_eq!(r["broadcast"]["check"]["clients"], 8, "echo and cache clients receive broadcasts too");
     assert_eq!(r["broadcast"]["check"]["missing"], 0, "{r:#}");
+    assert_accounted(&r);
 }
 
 #[test]
@@ -179,6 +189,7 @@ fn json_report_content() {
     assert_eq!((r["protocol"].as_str(), r["scenario"].as_str()), (Some("tcp"), Some("echo")));
     assert_eq!(r["targets"][0], format!("127.0.0.1:{}", server.port));
     assert_eq!(r["interrupted"], false);
+    assert_accounted(&r);
     let sent = total(&r, "sent");
     let lat = &r["latency_ms"];
     assert_eq!(lat["count"].as_u64(), Some(total(&r, "received")));
@@ -287,6 +298,7 @@ fn clients_come_back_to_a_restarted_server_and_the_run_completes() {
     let r = runner.join().unwrap();
     assert_eq!(total(&r, "reconnects"), 4, "{r:#}");
     assert!(total(&r, "connections_opened") >= 8, "every client came back: {r:#}");
+    assert_accounted(&r);
     assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
     let rows = r["timeline"].as_array().unwrap();
     let last_full = &rows[rows.len() - 2];

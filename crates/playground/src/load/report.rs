@@ -142,6 +142,7 @@ impl fmt::Display for Report {
         writeln!(f, "timeouts           {} ({:.2} %)", t.timeouts, self.timeout_percent)?;
         writeln!(f, "late replies       {}", t.late_replies)?;
         writeln!(f, "wrong replies      {}", t.wrong_replies)?;
+        writeln!(f, "unanswered         {}", t.unanswered)?;
         writeln!(f, "reconnects         {}", t.reconnects)?;
         writeln!(f, "resets             {}", t.resets)?;
         writeln!(f, "errors             {}", self.errors)?;

@@ -53,6 +53,9 @@ counters! {
     timeouts,
     /// Replies that were not the expected ones.
     wrong_replies,
+    /// Requests still without a reply when their connection ended (server
+    /// shutdown, lost connection, end of the run).
+    unanswered,
     /// `reconnect` lines received.
     reconnects,
     /// Connections lost (closed or reset by the other side, failed writes).

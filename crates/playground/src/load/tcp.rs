@@ -179,6 +179,7 @@ impl Client {
             }
         };
         conn.inbox.close(self.id, ctx.micros(Instant::now()), &ctx.ledger);
+        ctx.stats.count.unanswered.fetch_add(conn.pending.len() as u64, Relaxed);
         if ended == Ended::Done {
             let _ = writer.shutdown().await;
         }
@@ -349,7 +350,7 @@ mod tests {
         // The first request times out at 100 ms; its reply (at 150 ms) is late,
         // and the second request, sent at 100 ms, gets its own reply.
         assert_eq!((c.timeouts, c.late_replies, c.wrong_replies, c.resets), (1, 1, 0, 0), "{c:?}");
-        assert_eq!(c.received + c.late_replies, c.sent, "{c:?}");
+        assert_eq!(c.received + c.late_replies + c.unanswered, c.sent, "{c:?}");
         assert!(c.received > 10, "{c:?}");
         assert_eq!(ctx.stats.open.load(Relaxed), 0);
     }
