@@ -110,7 +110,7 @@ pub struct LoadArgs {
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub connections: u32,
     /// Server host name or address. Several targets separated by commas
-    /// (`10.0.0.1,10.0.0.2:40001`) are used round-robin, one per client.
+    /// (`tcp-a,tcp-b:40001`) are used round-robin, one per client.
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
     /// Server port for targets that name none [default: 40000 for tcp].
@@ -356,7 +356,7 @@ mod tests {
             (&["tcp", "--broadcasters", "150%"], "between 0% and 100%"),
             (&["tcp", "--broadcasters", "many"], "neither a count"),
             (&["tcp", "--source-ips", "127.0.0.9-127.0.0.2"], "ends before it starts"),
-            (&["tcp", "--source-ips", "10.0.0.0-10.2.0.0"], "more than 65536"),
+            (&["tcp", "--source-ips", "127.0.0.0-127.2.0.0"], "more than 65536"),
             (&["tcp", "--source-ips", "localhost"], "not an IP address"),
             (&["tcp", "--value-size", "300"], "value-size"),
             (&["tcp", "--payload", ""], "non-empty"),
