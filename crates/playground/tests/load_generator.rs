@@ -1,20 +1,77 @@
-//! `playground load` against a real server: short bounded runs.
+//! `playground load` against a real server: short, bounded runs of every
+//! scenario, the server's shutdown in the middle of a run, several targets,
+//! the JSON and PNG outputs, Ctrl-C, and bad input.
 
 mod common;
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, free_port};
+use serde_json::Value;
 
+fn playground() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_playground"))
+}
+
+fn run_load(args: &[&str]) -> Output {
+    playground().arg("load").args(args).args(["--progress", "off"]).output().unwrap()
+}
+
+/// Runs a load that must succeed; returns its text report.
 fn load(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_playground")).arg("load").args(args).output().unwrap();
+    let out = run_load(args);
     assert!(out.status.success(), "load failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A file name in the temp directory, unique to this test process.
+fn temp_file(ext: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("playground-load-{}-{n}.{ext}", std::process::id()))
+}
+
+/// Runs a load with `--json` and returns the parsed report.
+fn load_json(args: &[&str]) -> Value {
+    let path = temp_file("json");
+    load(&[args, &["--json", path.to_str().unwrap()]].concat());
+    let report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(path);
+    report
+}
+
+fn total(report: &Value, name: &str) -> u64 {
+    report["totals"][name].as_u64().unwrap_or_else(|| panic!("no totals.{name} in {report:#}"))
+}
+
+/// Every request sent ends up answered (in time or late), wrong, refused or unanswered.
+fn assert_accounted(r: &Value) {
+    let answered = ["received", "late_replies", "wrong_replies", "publish_errors", "unanswered"];
+    let ends: u64 = answered.iter().map(|n| total(r, n)).sum();
+    assert_eq!(total(r, "sent"), ends, "{:#}", r["totals"]);
 }
 
 fn field(report: &str, name: &str) -> u64 {
     let line = report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{report}"));
     line[name.len()..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A short run against `port`: no pause between connections, generous read
+/// timeout (debug builds on a busy machine), plus `extra`.
+fn short(port: u16, connections: u32, alive: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["tcp", &connections.to_string(), "127.0.0.1", &port.to_string()].iter().map(|s| s.to_string()).collect();
+    for a in ["--conn-interval", "0", "--alive", alive, "--read-timeout", "2s"].iter().chain(extra) {
+        args.push(a.to_string());
+    }
+    args
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 #[test]
@@ -41,28 +98,142 @@ fn echo_run_in_the_original_positional_form() {
     assert_eq!(field(&report, "timeouts"), 0, "{report}");
     assert_eq!(field(&report, "wrong replies"), 0, "{report}");
     assert_eq!(field(&report, "connections"), 5, "{report}");
+    assert!(report.contains("latency ms") && report.contains("p99.9") && report.contains("timeline"), "{report}");
 }
 
 #[test]
 fn as_fast_as_replies_come_back() {
     let server = Server::start("serve", &[]);
-    let port = server.port.to_string();
-    let report = load(&[
-        "tcp",
-        "4",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "0",
-        "--msg-interval",
-        "0",
-        "--alive",
-        "500ms",
-        "--read-timeout",
+    let r = load_json(&strs(&short(server.port, 4, "500ms", &["--msg-interval", "0"])));
+    assert!(total(&r, "received") > 100, "{r:#}");
+    assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
+}
+
+#[test]
+fn cache_scenario_reads_back_what_it_wrote() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(server.port, 5, "1500ms", &["--scenario", "cache", "--msg-interval", "10ms"])));
+    let sent = total(&r, "sent");
+    assert!(sent > 50, "{r:#}");
+    assert_accounted(&r);
+    assert_eq!(total(&r, "received"), sent, "{r:#}");
+    assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
+    assert!(r["broadcast"].is_null(), "no broadcast section without broadcasts");
+}
+
+#[test]
+fn broadcast_scenario_checks_every_delivery() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(
+        server.port,
+        6,
         "2s",
-    ]);
-    assert!(field(&report, "packets received") > 100, "{report}");
-    assert_eq!(field(&report, "wrong replies"), 0, "{report}");
+        &["--scenario", "broadcast", "--broadcasters", "2", "--msg-interval", "50ms", "--settle", "300ms"],
+    )));
+    let published = total(&r, "published");
+    assert!(published >= 20, "{r:#}");
+    assert_eq!(total(&r, "publish_errors"), 0, "{r:#}");
+    assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
+    // Every one of the 6 clients receives every broadcast, the senders too.
+    assert!(total(&r, "deliveries") >= published * 5, "{r:#}");
+    let check = &r["broadcast"]["check"];
+    assert_eq!(check["clients"], 6, "{check:#}");
+    assert!(check["expected"].as_u64().unwrap() >= published * 4, "{check:#}");
+    assert_eq!(check["missing"], 0, "{check:#}");
+    assert_eq!(check["per_client"].as_array().unwrap().len(), 6, "{check:#}");
+    assert!(r["broadcast"]["delivery_latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{r:#}");
+    assert_accounted(&r);
+}
+
+#[test]
+fn mix_runs_every_part() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(
+        server.port,
+        8,
+        "1500ms",
+        &["--mix", "echo=2,cache=1,broadcast=1", "--msg-interval", "20ms", "--settle", "300ms"],
+    )));
+    assert_eq!(r["scenario"], "mix echo=2,cache=1,broadcast=1");
+    assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
+    assert!(total(&r, "received") > 100, "{r:#}");
+    assert!(total(&r, "published") > 10, "{r:#}");
+    assert_eq!(r["broadcast"]["check"]["clients"], 8, "echo and cache clients receive broadcasts too");
+    assert_eq!(r["broadcast"]["check"]["missing"], 0, "{r:#}");
+    assert_accounted(&r);
+}
+
+#[test]
+fn idle_clients_only_hold_their_connections() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(server.port, 3, "700ms", &["--scenario", "idle"])));
+    assert_eq!(total(&r, "sent"), 0);
+    assert_eq!(total(&r, "connections_opened"), 3);
+    assert_eq!(r["peak_connections"], 3, "{r:#}");
+}
+
+#[test]
+fn a_total_rate_is_kept_whatever_the_connection_count() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(server.port, 10, "2s", &["--rate", "200"])));
+    let sent = total(&r, "sent") as f64;
+    // 2 s at 200/s, plus the first message of each connection, which is not paced.
+    assert!((350.0..=450.0).contains(&sent), "sent {sent}");
+    assert_eq!(r["pacing"], "200 msg/s in total");
+}
+
+#[test]
+fn json_report_content() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(server.port, 4, "2200ms", &["--msg-interval", "25ms"])));
+    assert_eq!((r["protocol"].as_str(), r["scenario"].as_str()), (Some("tcp"), Some("echo")));
+    assert_eq!(r["targets"][0], format!("127.0.0.1:{}", server.port));
+    assert_eq!(r["interrupted"], false);
+    assert_accounted(&r);
+    let sent = total(&r, "sent");
+    let lat = &r["latency_ms"];
+    assert_eq!(lat["count"].as_u64(), Some(total(&r, "received")));
+    let (p50, p99, max) = (lat["p50"].as_f64().unwrap(), lat["p99"].as_f64().unwrap(), lat["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{lat:#}");
+    // The timeline: one row per second, whose counts add up to the totals.
+    let rows = r["timeline"].as_array().unwrap();
+    assert!((2..=4).contains(&rows.len()), "{rows:#?}");
+    assert_eq!(rows[0]["t"].as_f64().unwrap().round(), 1.0);
+    assert_eq!(rows[0]["connections"], 4);
+    assert_eq!(rows.iter().map(|s| s["sent"].as_u64().unwrap()).sum::<u64>(), sent);
+    let per_sec = rows[1]["sent_per_sec"].as_f64().unwrap();
+    assert!((120.0..=180.0).contains(&per_sec), "4 connections every 25 ms: {per_sec}");
+}
+
+#[test]
+fn plot_is_a_png_picture() {
+    let server = Server::start("serve", &[]);
+    let png = temp_file("png");
+    load(&strs(&short(server.port, 3, "1500ms", &["--msg-interval", "20ms", "--plot", png.to_str().unwrap()])));
+    let bytes = std::fs::read(&png).unwrap();
+    let _ = std::fs::remove_file(&png);
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn several_targets_share_the_clients_round_robin() {
+    let (a, b) = (Server::start("serve", &[]), Server::start("serve", &[]));
+    let targets = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let r = load_json(&["tcp", "6", &targets, "--conn-interval", "0", "--alive", "800ms", "--read-timeout", "2s"]);
+    assert_eq!(total(&r, "wrong_replies"), 0);
+    for server in [&a, &b] {
+        assert_eq!(server.metric("playground_tcp_connections_accepted_total"), Some(3.0));
+    }
+}
+
+#[test]
+fn connections_from_many_source_addresses() {
+    let server = Server::start("serve", &[]);
+    let r = load_json(&strs(&short(server.port, 6, "800ms", &["--source-ips", "127.0.0.2-127.0.0.4"])));
+    assert_eq!((total(&r, "connections_opened"), total(&r, "connect_errors")), (6, 0), "{r:#}");
+    assert_eq!(r["source_ips"], 3);
+    assert_eq!(total(&r, "wrong_replies"), 0);
 }
 
 #[test]
@@ -87,91 +258,122 @@ fn a_server_shutdown_shows_up_as_reconnects() {
             "200ms",
         ])
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(500));
     server.signal("TERM");
     let report = runner.join().unwrap();
     assert_eq!(field(&report, "reconnects"), 3, "{report}");
     assert!(field(&report, "connections") >= 3, "{report}");
 }
 
-#[test]
-fn udp_flows_in_the_positional_form() {
-    let server = Server::start("udp", &[]);
-    let port = server.udp_port.to_string();
-    let report = load(&[
-        "udp",
-        "5",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "1ms",
-        "--msg-interval",
-        "20ms",
-        "--alive",
-        "1s",
-        "--read-timeout",
-        "2s",
-    ]);
-    let sent = field(&report, "packets sent");
-    assert!(sent >= 5 * 40, "{report}");
-    // Only a flow's last datagram, still on its way when the flow's time is
-    // up, may count as a timeout.
-    let timeouts = field(&report, "timeouts");
-    assert!(timeouts <= 5, "{report}");
-    assert_eq!(field(&report, "packets received") + timeouts, sent, "{report}");
-    assert_eq!(field(&report, "wrong replies"), 0, "{report}");
-    assert_eq!(field(&report, "connections"), 5, "{report}");
-    assert_eq!(server.metric("playground_udp_packets_received_total"), Some(sent as f64));
+/// Starts `playground serve` on a given port (after another one left it).
+fn serve_on(port: u16, env: &[(&str, &str)]) -> Server {
+    let admin = free_port();
+    let udp_port = common::free_udp_port();
+    let log = temp_file("log");
+    let mut cmd = playground();
+    cmd.arg("serve")
+        .env("TCP_PORT", port.to_string())
+        .env("UDP_PORT", udp_port.to_string())
+        .env("ADMIN_PORT", admin.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let server = Server { child: cmd.spawn().unwrap(), port, udp_port, admin, log };
+    server.wait_ready();
+    server
 }
 
 #[test]
-fn udp_datagrams_without_a_reply_are_counted_as_timeouts() {
-    // A socket that receives and never answers.
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port().to_string();
-    let report = load(&[
-        "udp",
-        "2",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "0",
-        "--msg-interval",
-        "0",
-        "--alive",
-        "500ms",
-        "--read-timeout",
-        "100ms",
-    ]);
-    let sent = field(&report, "packets sent");
-    assert!(sent >= 2, "{report}");
-    assert_eq!(field(&report, "packets received"), 0, "{report}");
-    assert_eq!(field(&report, "timeouts"), sent, "{report}");
-    assert!(report.contains("(100.00 %)"), "{report}");
-    drop(silent);
+fn clients_come_back_to_a_restarted_server_and_the_run_completes() {
+    let mut first = Server::start("serve", &[("SIGTERM_TIMEOUT", "0.2"), ("RECONNECT_GRACE", "1s")]);
+    let port = first.port;
+    let args = short(port, 4, "4s", &["--msg-interval", "50ms", "--reconnect-delay", "300ms"]);
+    let runner = std::thread::spawn(move || load_json(&strs(&args)));
+    std::thread::sleep(Duration::from_millis(800));
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(10)).success());
+    let _second = serve_on(port, &[]);
+    let r = runner.join().unwrap();
+    assert_eq!(total(&r, "reconnects"), 4, "{r:#}");
+    assert!(total(&r, "connections_opened") >= 8, "every client came back: {r:#}");
+    assert_accounted(&r);
+    assert_eq!(total(&r, "wrong_replies"), 0, "{r:#}");
+    let rows = r["timeline"].as_array().unwrap();
+    let last_full = &rows[rows.len() - 2];
+    assert_eq!(last_full["connections"], 4, "{rows:#?}");
+    assert!(last_full["received"].as_u64().unwrap() > 0, "{rows:#?}");
+}
+
+fn spawn_load(args: &[&str]) -> Child {
+    playground().arg("load").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 #[test]
-fn udp_as_fast_as_replies_come_back_across_sockets() {
-    let server = Server::start("udp", &[("UDP_SOCKETS", "2")]);
-    let port = server.udp_port.to_string();
-    let report = load(&[
-        "udp",
-        "8",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "0",
-        "--msg-interval",
-        "0",
-        "--alive",
-        "500ms",
-        "--read-timeout",
-        "2s",
-    ]);
-    assert!(field(&report, "packets received") > 100, "{report}");
-    assert_eq!(field(&report, "wrong replies"), 0, "{report}");
-    // A flow's last datagram may still be on its way when its time is up:
-    // that one counts as a timeout.
-    assert!(field(&report, "timeouts") <= 8, "{report}");
+fn ctrl_c_prints_the_report_so_far() {
+    let server = Server::start("serve", &[]);
+    let args = short(server.port, 3, "60s", &["--msg-interval", "20ms"]);
+    let child = spawn_load(&strs(&args));
+    std::thread::sleep(Duration::from_millis(1200));
+    let started = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped promptly");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("interrupted"), "{report}");
+    assert!(field(&report, "packets received") > 50, "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopping"));
+}
+
+#[test]
+fn plain_progress_lines_when_not_on_a_terminal() {
+    let server = Server::start("serve", &[]);
+    let args = short(server.port, 2, "2500ms", &["--progress-interval", "1s"]);
+    let out = playground().arg("load").args(strs(&args)).output().unwrap();
+    let progress = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = progress.lines().filter(|l| l.contains("conns |")).collect();
+    assert!(lines.len() >= 2, "{progress}");
+    assert!(lines[0].contains("2 conns") && lines[0].contains("msg/s") && lines[0].contains("p99"), "{progress}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["tcp", "0"], "CONNECTIONS"),
+        (&["tcp", "1", "no-such-host.invalid", "1"], "cannot resolve"),
+        (&["tcp", "1", "127.0.0.1", "1", "--source-ips", "192.0.2.1"], "cannot use source address 192.0.2.1"),
+        (&["tcp", "1", "127.0.0.1", "1", "--plot", "out.svg"], "png"),
+        (&["tcp", "1", "127.0.0.1", "1", "--mix", "echo=1,video=2"], "unknown scenario"),
+    ];
+    for (args, needle) in cases {
+        let out = run_load(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn too_few_open_files_is_explained_and_a_low_soft_limit_raised() {
+    let server = Server::start("serve", &[]);
+    let bin = env!("CARGO_BIN_EXE_playground");
+    let sh = |script: String| Command::new("sh").arg("-c").arg(script).output().unwrap();
+    // Hard limit too low: a clear message before anything connects.
+    let out = sh(format!("ulimit -n 256 && {bin} load tcp 1000 127.0.0.1 {} --alive 1s", server.port));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("1000 connections need about") && err.contains("ulimit -n"), "{err}");
+    // Only the soft limit low: raised to the hard one, and the run goes.
+    let out = sh(format!(
+        "ulimit -Sn 256 && ulimit -Hn 4096 && {bin} load tcp 400 127.0.0.1 {} --conn-interval 0 --alive 1s --read-timeout 5s --progress off",
+        server.port
+    ));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(field(&report, "connections"), 400, "{report}");
 }

@@ -1,131 +1,133 @@
-//! `playground load`: opens many connections (TCP) or flows (UDP) to a
-//! server, drives traffic, follows `reconnect`, and reports what happened.
+//! `playground load`: opens many connections to one or more servers, drives
+//! traffic, follows `reconnect`, and reports what happened.
 //!
 //! The original client's positional form and defaults still work:
 //! `playground load tcp 10000 127.0.0.1 40000` opens 10,000 connections,
-//! one every 15 ms, each sending `msg:` every 250 ms for 60 s;
-//! `playground load udp 10000 127.0.0.1 50000` does the same with datagrams.
+//! one every 15 ms, each sending `msg:` every 250 ms for 60 s.
+//!
+//! How it is put together:
+//! - `args` and `plan`: the command line, checked and resolved into
+//!   targets, source addresses and a role per client;
+//! - `script`: what each role says and which replies are right, shared by
+//!   every transport; `tcp` drives a script over a TCP connection;
+//! - `pace`: per-connection intervals or a total rate;
+//! - `stats`, `timeline`, `delivery`: counters, latency histograms,
+//!   the per-second timeline and the broadcast delivery check;
+//! - `runner`: opens the clients on schedule and samples the timeline;
+//! - `progress`, `report`, `plot`: what a person sees;
+//! - `limits`, `net`: open-file limits and source-address binding.
+//!
+//! A UDP transport plugs in beside `tcp`: a driver that sends a script's
+//! requests as datagrams (its token obtained over TCP first), selected in
+//! `runner` by `Protocol`.
 
+mod args;
+mod delivery;
+mod limits;
+mod net;
+mod pace;
+mod plan;
+mod plot;
+mod progress;
+mod report;
+mod runner;
+mod script;
 mod stats;
 mod tcp;
-mod udp;
+mod timeline;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::io::Write as _;
+use std::time::Duration;
 
-use clap::{Args, ValueEnum};
-use tokio::net::lookup_host;
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::parse_duration;
-pub use stats::{Report, Stats};
-pub use tcp::Worker;
+pub use args::{Broadcasters, LoadArgs, Mix, MixPart, ProgressMode, Protocol, ScenarioKind, SourceIps};
+pub use delivery::{ClientDeliveries, DeliveryCheck};
+pub use plan::Plan;
+pub use progress::Progress;
+pub use report::{BroadcastReport, Report};
+pub use script::Role;
+pub use stats::{Counts, Percentiles};
+pub use timeline::Second;
 
-/// Transport to load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    /// TCP connections.
-    Tcp,
-    /// UDP flows, one socket each.
-    Udp,
-}
-
-/// What each connection does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
-    /// Send `msg:` and check the echo.
-    Echo,
-    /// Hold the connection open without sending (memory and idle-CPU tests);
-    /// `reconnect` is still followed.
-    Idle,
-}
-
-/// `playground load`.
-#[derive(Debug, Clone, Args)]
-pub struct LoadArgs {
-    /// Protocol to load.
-    #[arg(value_enum)]
-    pub protocol: Protocol,
-    /// Number of connections (TCP) or flows (UDP).
-    #[arg(default_value_t = 1)]
-    pub connections: u32,
-    /// Server host name or address.
-    #[arg(default_value = "127.0.0.1")]
-    pub host: String,
-    /// Server port [default: 40000 for tcp, 50000 for udp].
-    pub port: Option<u16>,
-    /// What each connection does.
-    #[arg(long, value_enum, default_value_t = Scenario::Echo)]
-    pub scenario: Scenario,
-    /// Time between opening two connections.
-    #[arg(long, default_value = "15ms", value_parser = parse_duration)]
-    pub conn_interval: Duration,
-    /// Time between two messages on one connection; 0 sends the next message
-    /// as soon as the reply to the previous one arrives.
-    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
-    pub msg_interval: Duration,
-    /// How long each connection is kept open.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub alive: Duration,
-    /// How long to wait for a reply before counting a timeout.
-    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
-    pub read_timeout: Duration,
-    /// Stop the whole run after this long, whatever is still open.
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Content of each `msg:` (a sequence number is appended).
-    #[arg(long, default_value = "12345")]
-    pub payload: String,
-    /// Delay before reconnecting after `reconnect` or a lost connection (UDP:
-    /// before a new socket after the server refused a datagram).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub reconnect_delay: Duration,
-}
-
-impl LoadArgs {
-    fn port(&self) -> u16 {
-        self.port.unwrap_or(match self.protocol {
-            Protocol::Tcp => 40000,
-            Protocol::Udp => 50000,
-        })
+/// The runtime for a load: `--threads` worker threads. One thread runs
+/// every connection on the calling thread, which saves the cross-thread
+/// wake-ups of a multi-threaded runtime and caps the generator at one core.
+pub fn runtime(args: &LoadArgs) -> std::io::Result<tokio::runtime::Runtime> {
+    match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     }
 }
 
-/// Runs the load and prints the report.
+/// Runs the load with progress, prints the report, and writes `--json` and
+/// `--plot`. Ctrl-C (or SIGTERM) stops the clients and reports what ran so far.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let report = execute(&args).await?;
-    println!("{report}");
+    let plan = prepare(&args).await?;
+    let progress = Progress::new(args.progress, args.progress_interval, planned(&args));
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signals(cancel.clone(), progress.notes()));
+    let report = runner::execute(&plan, cancel, progress).await;
+    signals.abort();
+    // A closed pipe (`| head`) must not lose the --json and --plot outputs.
+    let _ = writeln!(std::io::stdout().lock(), "{report}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(&report, path)?;
+    }
     Ok(())
 }
 
-/// Runs the load and returns its report (used by `run` and by tests).
+/// Runs the load without progress or signal handling and returns its report.
 pub async fn execute(args: &LoadArgs) -> anyhow::Result<Report> {
-    let target: SocketAddr = lookup_host((args.host.as_str(), args.port()))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", args.host))?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", args.host))?;
-    let stats = Arc::new(Stats::default());
-    let started = Instant::now();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut workers = tokio::task::JoinSet::new();
-    for i in 0..args.connections {
-        if i > 0 && !args.conn_interval.is_zero() {
-            tokio::time::sleep(args.conn_interval).await;
-        }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            break;
-        }
-        let (id, args, stats) = (i, args.clone(), stats.clone());
-        match args.protocol {
-            Protocol::Tcp => workers.spawn(tcp::Worker { id, target, args, stats, deadline }.run()),
-            Protocol::Udp => workers.spawn(udp::Worker { id, target, args, stats, deadline }.run()),
-        };
-    }
-    while let Some(result) = workers.join_next().await {
-        if let Ok(histogram) = result {
-            stats.merge_latency(&histogram);
+    let plan = prepare(args).await?;
+    Ok(runner::execute(&plan, CancellationToken::new(), Progress::Off).await)
+}
+
+/// Checks everything that can be checked before connecting.
+async fn prepare(args: &LoadArgs) -> anyhow::Result<Plan> {
+    let plan = Plan::new(args).await?;
+    net::check_sources(&plan.sources)?;
+    limits::ensure_open_files(plan.files_needed(), args.connections)?;
+    if let Some(path) = &args.plot {
+        // Fail now rather than after a long run.
+        if path.extension().and_then(|e| e.to_str()).is_none_or(|e| !e.eq_ignore_ascii_case("png")) {
+            anyhow::bail!("--plot {}: the picture is a PNG file, name it *.png", path.display());
         }
     }
-    Ok(stats.report(started.elapsed()))
+    Ok(plan)
+}
+
+/// How long the run should take, for the progress bar.
+fn planned(args: &LoadArgs) -> Duration {
+    let ramp = args.conn_interval.saturating_mul(args.connections.saturating_sub(1));
+    let whole = ramp.saturating_add(args.alive);
+    args.duration.map_or(whole, |d| d.min(whole))
+}
+
+/// First Ctrl-C or SIGTERM: stop the clients and report. Second: quit at once.
+async fn stop_on_signals(cancel: CancellationToken, notes: progress::Notes) {
+    wait_for_signal().await;
+    notes.say("stopping: closing connections and printing the report so far (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    wait_for_signal().await;
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,27 +1,83 @@
-//! Counters and latency percentiles of a load run. Counters are atomics
-//! shared by all connections; each connection keeps its own HDR histogram
-//! and merges it at the end, so recording never contends.
+//! Live counters and latency histograms of a run. Counters are atomics
+//! shared by every client. Latencies go to a few mutex-guarded HDR
+//! histograms picked by client number, so recording rarely contends and the
+//! memory does not grow with the number of connections (one histogram per
+//! connection would cost ~190 KB each). The once-a-second sampler drains them
+//! (see [`super::timeline`]).
 
-use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Live counters of a run.
-#[derive(Default)]
-pub struct Stats {
-    pub connections_opened: AtomicU64,
-    pub connect_errors: AtomicU64,
-    pub sent: AtomicU64,
-    pub received: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub wrong_replies: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub resets: AtomicU64,
-    latency: Mutex<Option<Histogram<u64>>>,
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Live counters, shared by every client.
+        #[derive(Debug, Default)]
+        pub struct Counters { $($(#[$doc])* pub $name: AtomicU64,)* }
+
+        /// A snapshot of the counters (or the difference of two).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct Counts { $($(#[$doc])* pub $name: u64,)* }
+
+        impl Counters {
+            /// The current values.
+            pub fn snapshot(&self) -> Counts {
+                Counts { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+
+        impl Counts {
+            /// What happened between `earlier` and `self`.
+            pub fn since(&self, earlier: &Counts) -> Counts {
+                Counts { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections established (first ones and reconnections).
+    connections_opened,
+    /// Connection attempts that failed or timed out.
+    connect_errors,
+    /// Requests sent.
+    sent,
+    /// Right replies received in time.
+    received,
+    /// Right replies received after the read timeout (already counted as timeouts).
+    late_replies,
+    /// Requests without a reply within the read timeout.
+    timeouts,
+    /// Replies that were not the expected ones.
+    wrong_replies,
+    /// Requests still without a reply when their connection ended (server
+    /// shutdown, lost connection, end of the run).
+    unanswered,
+    /// `reconnect` lines received.
+    reconnects,
+    /// Connections lost (closed or reset by the other side, failed writes).
+    resets,
+    /// Broadcasts the server confirmed publishing.
+    published,
+    /// Broadcasts the server refused to publish.
+    publish_errors,
+    /// Broadcasts of this run received (every receiver counts).
+    deliveries,
+    /// Broadcasts received twice on one connection.
+    duplicate_deliveries,
+    /// Broadcasts of other load generator runs, ignored.
+    foreign_broadcasts,
+}
+
+impl Counts {
+    /// Everything that went wrong (reconnects are not errors: they are the
+    /// server's orderly shutdown).
+    pub fn errors(&self) -> u64 {
+        self.connect_errors + self.resets + self.timeouts + self.wrong_replies + self.publish_errors
+    }
 }
 
 /// A new latency histogram in microseconds (1 µs to 1 h, 3 digits).
@@ -29,79 +85,105 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
 }
 
-impl Stats {
-    /// Adds one connection's latencies.
-    pub fn merge_latency(&self, h: &Histogram<u64>) {
-        let mut guard = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let total = guard.get_or_insert_with(new_histogram);
-        let _ = total.add(h);
+/// A handful of histograms that clients record into by client number.
+#[derive(Debug)]
+pub struct Shards(Box<[Mutex<Histogram<u64>>]>);
+
+/// Histograms per kind of latency; a power of two above the usual core count.
+const SHARDS: usize = 8;
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards((0..SHARDS).map(|_| Mutex::new(new_histogram())).collect())
+    }
+}
+
+impl Shards {
+    /// Records one latency for client `id`.
+    pub fn record(&self, id: u32, latency: Duration) {
+        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        let mut h = self.0[id as usize % SHARDS].lock().unwrap_or_else(|p| p.into_inner());
+        let _ = h.record(us);
     }
 
-    /// The report of what ran so far.
-    pub fn report(&self, elapsed: Duration) -> Report {
-        let h = self.latency.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_else(new_histogram);
-        let ms = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 };
-        let sent = self.sent.load(Relaxed);
-        let received = self.received.load(Relaxed);
-        let timeouts = self.timeouts.load(Relaxed);
-        Report {
-            elapsed_secs: elapsed.as_secs_f64(),
-            connections_opened: self.connections_opened.load(Relaxed),
-            connect_errors: self.connect_errors.load(Relaxed),
-            sent,
-            received,
-            timeouts,
-            timeout_percent: if sent == 0 { 0.0 } else { timeouts as f64 * 100.0 / sent as f64 },
-            wrong_replies: self.wrong_replies.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
-            resets: self.resets.load(Relaxed),
-            throughput_per_sec: received as f64 / elapsed.as_secs_f64().max(1e-9),
-            latency_ms_p50: ms(0.50),
-            latency_ms_p90: ms(0.90),
-            latency_ms_p99: ms(0.99),
-            latency_ms_p999: ms(0.999),
-            latency_ms_max: if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+    /// Moves everything recorded so far into `into`.
+    pub fn drain_into(&self, into: &mut Histogram<u64>) {
+        for shard in self.0.iter() {
+            let mut h = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = into.add(&*h);
+            h.reset();
         }
     }
 }
 
-/// The final figures of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub elapsed_secs: f64,
-    pub connections_opened: u64,
-    pub connect_errors: u64,
-    pub sent: u64,
-    pub received: u64,
-    pub timeouts: u64,
-    pub timeout_percent: f64,
-    pub wrong_replies: u64,
-    pub reconnects: u64,
-    pub resets: u64,
-    pub throughput_per_sec: f64,
-    pub latency_ms_p50: f64,
-    pub latency_ms_p90: f64,
-    pub latency_ms_p99: f64,
-    pub latency_ms_p999: f64,
-    pub latency_ms_max: f64,
+/// Everything the clients of a run record.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub count: Counters,
+    /// Connections open now.
+    pub open: AtomicI64,
+    /// The most connections open at once.
+    pub peak_open: AtomicI64,
+    /// Request to reply.
+    pub latency: Shards,
+    /// Broadcast sent to broadcast received.
+    pub delivery_latency: Shards,
+    last_connect_error: Mutex<Option<String>>,
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "elapsed            {:.2} s", self.elapsed_secs)?;
-        writeln!(f, "connections        {} opened, {} failed", self.connections_opened, self.connect_errors)?;
-        writeln!(f, "packets sent       {}", self.sent)?;
-        writeln!(f, "packets received   {}", self.received)?;
-        writeln!(f, "timeouts           {} ({:.2} %)", self.timeouts, self.timeout_percent)?;
-        writeln!(f, "wrong replies      {}", self.wrong_replies)?;
-        writeln!(f, "reconnects         {}", self.reconnects)?;
-        writeln!(f, "resets             {}", self.resets)?;
-        writeln!(f, "throughput         {:.0} replies/s", self.throughput_per_sec)?;
-        write!(
-            f,
-            "latency ms         p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-            self.latency_ms_p50, self.latency_ms_p90, self.latency_ms_p99, self.latency_ms_p999, self.latency_ms_max
-        )
+impl Stats {
+    /// A connection opened.
+    pub fn opened(&self) {
+        self.count.connections_opened.fetch_add(1, Relaxed);
+        let now = self.open.fetch_add(1, Relaxed) + 1;
+        self.peak_open.fetch_max(now, Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
+    /// Remembers why the last connection attempt failed, for the report.
+    pub fn connect_failed(&self, why: String) {
+        self.count.connect_errors.fetch_add(1, Relaxed);
+        *self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Why the last connection attempt failed, if one did.
+    pub fn last_connect_error(&self) -> Option<String> {
+        self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of a histogram in microseconds.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
     }
 }
 
@@ -112,27 +194,48 @@ mod tests {
     #[test]
     fn percentiles_of_known_inputs() {
         let stats = Stats::default();
-        let mut h = new_histogram();
-        for us in 1..=1000u64 {
-            h.record(us * 1000).unwrap(); // 1 ms .. 1000 ms
+        for ms in 1..=1000u64 {
+            stats.latency.record(ms as u32, Duration::from_millis(ms));
         }
-        stats.merge_latency(&h);
-        stats.sent.store(1000, Relaxed);
-        stats.received.store(990, Relaxed);
-        stats.timeouts.store(10, Relaxed);
-        let r = stats.report(Duration::from_secs(2));
-        assert!((r.latency_ms_p50 - 500.0).abs() < 1.0, "{}", r.latency_ms_p50);
-        assert!((r.latency_ms_p99 - 990.0).abs() < 1.0, "{}", r.latency_ms_p99);
-        assert!((r.latency_ms_max - 1000.0).abs() < 1.0);
-        assert!((r.timeout_percent - 1.0).abs() < 1e-9);
-        assert!((r.throughput_per_sec - 495.0).abs() < 1e-9);
+        let mut h = new_histogram();
+        stats.latency.drain_into(&mut h);
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        let near = |a: f64, b: f64| (a - b).abs() <= b * 0.001 + 1e-9;
+        assert!(near(p.p50, 500.0), "{p:?}");
+        assert!(near(p.p90, 900.0), "{p:?}");
+        assert!(near(p.p99, 990.0), "{p:?}");
+        assert!(near(p.p999, 999.0), "{p:?}");
+        assert!(near(p.max, 1000.0), "{p:?}");
+        assert!(near(p.mean, 500.5), "{p:?}");
+        // Drained: the next interval starts empty.
+        let mut again = new_histogram();
+        stats.latency.drain_into(&mut again);
+        assert!(again.is_empty());
     }
 
     #[test]
-    fn empty_run_reports_zeros() {
-        let r = Stats::default().report(Duration::from_secs(1));
-        assert_eq!(r.sent, 0);
-        assert_eq!(r.latency_ms_max, 0.0);
-        assert!(r.to_string().contains("packets sent       0"));
+    fn extreme_latencies_are_clamped_not_lost() {
+        let s = Shards::default();
+        s.record(0, Duration::ZERO);
+        s.record(1, Duration::from_secs(10 * 3600));
+        let mut h = new_histogram();
+        s.drain_into(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(Percentiles::of(&new_histogram()), Percentiles::default());
+    }
+
+    #[test]
+    fn counts_and_differences() {
+        let c = Counters::default();
+        c.sent.fetch_add(10, Relaxed);
+        c.timeouts.fetch_add(2, Relaxed);
+        let first = c.snapshot();
+        c.sent.fetch_add(5, Relaxed);
+        c.wrong_replies.fetch_add(1, Relaxed);
+        c.reconnects.fetch_add(1, Relaxed);
+        let d = c.snapshot().since(&first);
+        assert_eq!((d.sent, d.timeouts, d.wrong_replies), (5, 0, 1));
+        assert_eq!(c.snapshot().errors(), 3, "reconnects are not errors");
     }
 }

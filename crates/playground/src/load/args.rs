@@ -1,0 +1,386 @@
+//! The command line of `playground load`. The original client's positional
+//! form (`tcp 10000 127.0.0.1 40000`: protocol, connections, host, port)
+//! still names what to load; everything else is a flag with the original's
+//! value as its default. The value parsers here reject bad input with a
+//! message that says what is expected, before any socket is opened.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::parse_duration;
+
+/// Transport to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// TCP connections.
+    Tcp,
+}
+
+impl Protocol {
+    /// The server's default port for this transport.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Tcp => 40000,
+        }
+    }
+}
+
+/// What the clients do (`--scenario`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioKind {
+    /// Send `msg:` and check the echo.
+    Echo,
+    /// Log in, then `mcset`/`mcget` random keys and check the values read back.
+    Cache,
+    /// Log in; some clients broadcast (`--broadcasters`), every client measures
+    /// delivery latency and counts what it received.
+    Broadcast,
+    /// A weighted mix of the other scenarios, per client (`--mix`).
+    Mix,
+    /// Hold the connection open without sending (memory and idle-CPU tests);
+    /// `reconnect` is still followed.
+    Idle,
+}
+
+/// One part of a `--mix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MixPart {
+    Echo,
+    Cache,
+    Broadcast,
+    Idle,
+}
+
+/// `--mix echo=70,cache=20,broadcast=10`: each client is given one scenario,
+/// in these proportions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix(pub Vec<(MixPart, u32)>);
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix(vec![(MixPart::Echo, 70), (MixPart::Cache, 20), (MixPart::Broadcast, 10)])
+    }
+}
+
+/// How many of the broadcast clients send (`--broadcasters 3` or `10%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Broadcasters {
+    Count(u32),
+    Percent(f64),
+}
+
+impl Broadcasters {
+    /// How many of `clients` broadcast clients send; a non-zero share is at
+    /// least one client.
+    pub fn of(self, clients: u32) -> u32 {
+        match self {
+            Broadcasters::Count(n) => n.min(clients),
+            Broadcasters::Percent(p) => ((clients as f64 * p / 100.0).ceil() as u32).min(clients),
+        }
+    }
+}
+
+/// Local addresses to open connections from, used round-robin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIps(pub Vec<IpAddr>);
+
+/// How progress is shown while the load runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A live line when stdout and stderr are terminals, plain lines otherwise.
+    Auto,
+    /// Always the live line.
+    Bar,
+    /// Periodic plain lines on stderr (`--progress-interval`).
+    Plain,
+    /// Nothing until the report.
+    Off,
+}
+
+/// `playground load`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Protocol to load.
+    #[arg(value_enum)]
+    pub protocol: Protocol,
+    /// Number of clients (connections open at the same time).
+    #[arg(default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub connections: u32,
+    /// Server host name or address. Several targets separated by commas
+    /// (`tcp-a,tcp-b:40001`) are used round-robin, one per client.
+    #[arg(default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port for targets that name none [default: 40000 for tcp].
+    pub port: Option<u16>,
+    /// What the clients do.
+    #[arg(long, value_enum, default_value_t = ScenarioKind::Echo)]
+    pub scenario: ScenarioKind,
+    /// Weights of `--scenario mix`, e.g. `echo=70,cache=20,broadcast=10` (given alone, it implies mix).
+    #[arg(long, value_parser = parse_mix)]
+    pub mix: Option<Mix>,
+    /// How many broadcast clients send `brd` (the others only listen): a count or a share like `10%`.
+    #[arg(long, default_value = "1", value_parser = parse_broadcasters)]
+    pub broadcasters: Broadcasters,
+    /// Time between opening two connections.
+    #[arg(long, default_value = "15ms", value_parser = parse_duration)]
+    pub conn_interval: Duration,
+    /// Time between two messages on one connection; 0 sends the next message
+    /// as soon as the reply to the previous one arrives.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub msg_interval: Duration,
+    /// Total messages per second over all connections, instead of --msg-interval.
+    #[arg(long, value_parser = parse_rate, conflicts_with = "msg_interval")]
+    pub rate: Option<f64>,
+    /// How long each connection is kept open.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub alive: Duration,
+    /// How long to wait for a reply before counting a timeout.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+    /// Stop the whole run after this long, whatever is still open.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Content of each `msg:` (a client number and a sequence number are appended).
+    #[arg(long, default_value = "12345", value_parser = parse_payload)]
+    pub payload: String,
+    /// Delay before reconnecting after `reconnect` or a lost connection.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub reconnect_delay: Duration,
+    /// Give up a connection attempt after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Keys each cache client writes and reads back.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub keys: u32,
+    /// Bytes of each value the cache clients write.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub value_size: u16,
+    /// Broadcasts sent in this last stretch before a client leaves are not
+    /// expected to reach it: they may still be on their way.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Local addresses to connect from, round-robin, to pass one address's
+    /// ephemeral-port limit: a range `127.0.0.2-127.0.0.50`, a list, or both.
+    #[arg(long, value_parser = parse_source_ips)]
+    pub source_ips: Option<SourceIps>,
+    /// Threads driving the connections [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// How progress is shown while the load runs.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Time between two plain progress lines.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also draw the run over time (connections, messages/s, p99 latency,
+    /// errors, reconnects) as a PNG picture in this file.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Seed of the random keys and values, to repeat a run exactly.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl LoadArgs {
+    /// The scenario actually run: `--mix` alone implies `mix`.
+    pub fn scenario(&self) -> ScenarioKind {
+        if self.mix.is_some() { ScenarioKind::Mix } else { self.scenario }
+    }
+}
+
+/// Parses `--mix`: comma-separated `scenario=weight`.
+pub fn parse_mix(s: &str) -> Result<Mix, String> {
+    let mut parts: Vec<(MixPart, u32)> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, weight) =
+            item.split_once('=').ok_or_else(|| format!("`{item}` is not scenario=weight (e.g. echo=70)"))?;
+        let part = match name.trim() {
+            "echo" => MixPart::Echo,
+            "cache" => MixPart::Cache,
+            "broadcast" => MixPart::Broadcast,
+            "idle" => MixPart::Idle,
+            other => return Err(format!("unknown scenario `{other}` (echo, cache, broadcast, idle)")),
+        };
+        let weight: u32 =
+            weight.trim().parse().map_err(|_| format!("weight of `{name}` is not a whole number: `{weight}`"))?;
+        if parts.iter().any(|(p, _)| *p == part) {
+            return Err(format!("`{name}` is given twice"));
+        }
+        parts.push((part, weight));
+    }
+    if parts.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+        return Err("the weights add up to zero (e.g. echo=70,cache=20,broadcast=10)".into());
+    }
+    Ok(Mix(parts))
+}
+
+/// Parses `--broadcasters`: a count (`3`) or a share (`10%`).
+pub fn parse_broadcasters(s: &str) -> Result<Broadcasters, String> {
+    let s = s.trim();
+    if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p.trim().parse().map_err(|_| format!("`{s}` is not a share like 10%"))?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("{s} is not between 0% and 100%"));
+        }
+        return Ok(Broadcasters::Percent(p));
+    }
+    s.parse().map(Broadcasters::Count).map_err(|_| format!("`{s}` is neither a count (3) nor a share (10%)"))
+}
+
+/// Parses `--rate`: messages per second, more than zero.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(r),
+        _ => Err(format!("`{s}` is not a rate in messages per second (e.g. 50000)")),
+    }
+}
+
+/// Parses `--payload`: one line's worth of text.
+pub fn parse_payload(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['\n', '\r']) {
+        return Err("the payload must be non-empty text without line breaks".into());
+    }
+    Ok(s.to_string())
+}
+
+/// Most source addresses one range may expand to (a /16).
+const MAX_SOURCE_IPS: usize = 65_536;
+
+/// Parses `--source-ips`: comma-separated addresses and IPv4 ranges `a-b`.
+pub fn parse_source_ips(s: &str) -> Result<SourceIps, String> {
+    let mut ips = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if let Some((a, b)) = item.split_once('-') {
+            let parse = |x: &str| -> Result<Ipv4Addr, String> {
+                x.trim().parse().map_err(|_| format!("`{x}` in `{item}` is not an IPv4 address"))
+            };
+            let (a, b) = (u32::from(parse(a)?), u32::from(parse(b)?));
+            if a > b {
+                return Err(format!("range `{item}` ends before it starts"));
+            }
+            if (b - a) as usize >= MAX_SOURCE_IPS || ips.len() + (b - a) as usize >= MAX_SOURCE_IPS {
+                return Err(format!("more than {MAX_SOURCE_IPS} source addresses"));
+            }
+            ips.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+        } else {
+            ips.push(item.parse().map_err(|_| format!("`{item}` is not an IP address or a range a-b"))?);
+        }
+    }
+    if ips.is_empty() {
+        return Err("no address given (e.g. 127.0.0.2-127.0.0.50 or 127.0.0.2,127.0.0.3)".into());
+    }
+    Ok(SourceIps(ips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<LoadArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["playground", "load"].iter().chain(args))?;
+        match cli.command {
+            Command::Load(a) => Ok(a),
+            _ => unreachable!("parsed the load subcommand"),
+        }
+    }
+
+    #[test]
+    fn the_original_positional_form_and_its_defaults() {
+        let a = parse(&["tcp", "10000", "127.0.0.1", "40000"]).unwrap();
+        assert_eq!(a.protocol, Protocol::Tcp);
+        assert_eq!(a.connections, 10000);
+        assert_eq!(a.host, "127.0.0.1");
+        assert_eq!(a.port, Some(40000));
+        assert_eq!(a.conn_interval, Duration::from_millis(15));
+        assert_eq!(a.msg_interval, Duration::from_millis(250));
+        assert_eq!(a.alive, Duration::from_secs(60));
+        assert_eq!(a.read_timeout, Duration::from_millis(50));
+        assert_eq!(a.reconnect_delay, Duration::from_secs(1));
+        assert_eq!(a.scenario(), ScenarioKind::Echo);
+        assert_eq!(a.rate, None);
+        let short = parse(&["tcp"]).unwrap();
+        assert_eq!((short.connections, short.host.as_str(), short.port), (1, "127.0.0.1", None));
+    }
+
+    #[test]
+    fn flags() {
+        let a = parse(&[
+            "tcp",
+            "10",
+            "a,b:41000",
+            "--rate",
+            "5000",
+            "--mix",
+            "echo=1,broadcast=1",
+            "--broadcasters",
+            "10%",
+            "--source-ips",
+            "127.0.0.2-127.0.0.4,::1",
+            "--alive",
+            "2s",
+            "--json",
+            "r.json",
+        ])
+        .unwrap();
+        assert_eq!(a.rate, Some(5000.0));
+        assert_eq!(a.scenario(), ScenarioKind::Mix);
+        assert_eq!(a.mix, Some(Mix(vec![(MixPart::Echo, 1), (MixPart::Broadcast, 1)])));
+        assert_eq!(a.broadcasters, Broadcasters::Percent(10.0));
+        assert_eq!(a.source_ips.unwrap().0.len(), 4);
+        assert_eq!(a.alive, Duration::from_secs(2));
+        assert_eq!(a.json, Some(PathBuf::from("r.json")));
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["udpx"], "invalid value"),
+            (&["tcp", "0"], "connections"),
+            (&["tcp", "-5"], "unexpected argument"),
+            (&["tcp", "1", "h", "70000"], "PORT"),
+            (&["tcp", "--msg-interval", "soon"], "expected seconds"),
+            (&["tcp", "--rate", "0"], "not a rate"),
+            (&["tcp", "--rate", "10", "--msg-interval", "1s"], "cannot be used with"),
+            (&["tcp", "--mix", "echo=x"], "not a whole number"),
+            (&["tcp", "--mix", "chat=1"], "unknown scenario"),
+            (&["tcp", "--mix", "echo=0"], "add up to zero"),
+            (&["tcp", "--mix", "echo=1,echo=2"], "twice"),
+            (&["tcp", "--broadcasters", "150%"], "between 0% and 100%"),
+            (&["tcp", "--broadcasters", "many"], "neither a count"),
+            (&["tcp", "--source-ips", "127.0.0.9-127.0.0.2"], "ends before it starts"),
+            (&["tcp", "--source-ips", "127.0.0.0-127.2.0.0"], "more than 65536"),
+            (&["tcp", "--source-ips", "localhost"], "not an IP address"),
+            (&["tcp", "--value-size", "300"], "value-size"),
+            (&["tcp", "--payload", ""], "non-empty"),
+        ];
+        for (args, needle) in cases {
+            let err = parse(args).expect_err(&format!("{args:?} should fail")).to_string();
+            assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn broadcaster_shares() {
+        assert_eq!(Broadcasters::Count(3).of(10), 3);
+        assert_eq!(Broadcasters::Count(30).of(10), 10);
+        assert_eq!(Broadcasters::Percent(10.0).of(95), 10);
+        assert_eq!(Broadcasters::Percent(0.1).of(5), 1);
+        assert_eq!(Broadcasters::Percent(0.0).of(5), 0);
+    }
+
+    #[test]
+    fn source_ip_lists_and_ranges() {
+        let ips = parse_source_ips("127.0.0.2-127.0.0.3, 127.0.0.9").unwrap().0;
+        let want: Vec<IpAddr> = ["127.0.0.2", "127.0.0.3", "127.0.0.9"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(ips, want);
+        assert!(parse_source_ips(" , ").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! One run: opens the clients on schedule, samples the timeline once a
+//! second, waits for every client to finish (or for the run to be stopped)
+//! and hands the results to the report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::delivery::Ledger;
+use super::pace::Pacer;
+use super::plan::Plan;
+use super::progress::Progress;
+use super::report::Report;
+use super::script::{Script, ScriptConfig};
+use super::stats::Stats;
+use super::tcp::Client;
+use super::timeline::Timeline;
+
+/// The times a client keeps to.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub alive: Duration,
+    pub read_timeout: Duration,
+    pub reconnect_delay: Duration,
+    pub connect_timeout: Duration,
+    pub settle: Duration,
+}
+
+/// What every client of a run shares.
+#[derive(Debug)]
+pub struct Context {
+    pub stats: Stats,
+    pub ledger: Arc<Ledger>,
+    pub pacer: Pacer,
+    /// Cancelled to stop the run early (Ctrl-C).
+    pub cancel: CancellationToken,
+    pub start: Instant,
+    /// End of the whole run (`--duration`).
+    pub deadline: Option<Instant>,
+    pub timing: Timing,
+}
+
+impl Context {
+    /// Microseconds from the start of the run to `t`: the clock that
+    /// broadcast send times are written in.
+    pub fn micros(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.start).as_micros() as u64
+    }
+}
+
+/// Runs `plan` until every client is done or `cancel` is cancelled.
+pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress) -> Report {
+    let args = &plan.args;
+    let start = Instant::now();
+    // Marks this run's broadcasts and keys, apart from other runs on the same server.
+    let tag = format!("{:08x}", fastrand::u32(..));
+    let ctx = Arc::new(Context {
+        stats: Stats::default(),
+        ledger: Arc::new(Ledger::new(&tag)),
+        pacer: Pacer::new(args.rate, args.msg_interval, start),
+        cancel: cancel.clone(),
+        start,
+        deadline: args.duration.map(|d| start + d),
+        timing: Timing {
+            alive: args.alive,
+            read_timeout: args.read_timeout,
+            reconnect_delay: args.reconnect_delay,
+            connect_timeout: args.connect_timeout,
+            settle: args.settle,
+        },
+    });
+    let scripts = ScriptConfig {
+        payload: args.payload.as_str().into(),
+        keys: args.keys,
+        value_size: usize::from(args.value_size),
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+    };
+    let sampling = CancellationToken::new();
+    let monitor = tokio::spawn(monitor(ctx.clone(), progress, sampling.clone()));
+
+    let clients = TaskTracker::new();
+    for id in 0..args.connections {
+        // Opening times follow a fixed schedule: the timer's millisecond
+        // granularity then only batches openings, it does not slow them.
+        let Some(at) = args.conn_interval.checked_mul(id).and_then(|d| start.checked_add(d)) else { break };
+        if ctx.deadline.is_some_and(|d| at >= d) {
+            break;
+        }
+        if at > Instant::now() {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = sleep_until(at) => {}
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        let (target, source) = plan.endpoints(id);
+        let script = Script::new(plan.roles[id as usize], id, &scripts, ctx.ledger.clone());
+        clients.spawn(Client { id, target, source, script, ctx: ctx.clone() }.run());
+    }
+    clients.close();
+    clients.wait().await;
+    let elapsed = start.elapsed();
+    sampling.cancel();
+    let timeline = monitor.await.unwrap_or_default();
+    Report::new(plan, &ctx, timeline, elapsed, cancel.is_cancelled())
+}
+
+/// Samples the timeline every second and shows progress, until `stop`.
+async fn monitor(ctx: Arc<Context>, mut progress: Progress, stop: CancellationToken) -> Timeline {
+    let mut timeline = Timeline::default();
+    let mut tick = tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                let at = ctx.start.elapsed();
+                if let Some(second) = timeline.sample_stats(at, &ctx.stats).cloned() {
+                    progress.update(&second, &timeline, ctx.stats.count.snapshot(), at);
+                }
+            }
+        }
+    }
+    timeline.sample_stats(ctx.start.elapsed(), &ctx.stats);
+    progress.finish();
+    timeline
+}

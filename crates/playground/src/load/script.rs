@@ -1,0 +1,353 @@
+//! What one client says and which replies are right, independent of the
+//! transport. A [`Script`] writes its next request and returns what it
+//! [`Expect`]s; the transport's driver sends it, matches the reply to it and
+//! asks the script for a [`Verdict`]. A TCP or UDP driver thus shares the
+//! scenarios; only framing, timing and pushed lines are the driver's.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::delivery::{self, Ledger};
+
+/// What a client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `msg:` and its echo.
+    Echo,
+    /// `login`, then `mcset`/`mcget` of its own keys.
+    Cache,
+    /// `login`, then `brd` (and receives like everyone).
+    Broadcaster,
+    /// `login`, then only receives broadcasts.
+    Listener,
+    /// Nothing at all: holds its connection.
+    Idle,
+}
+
+/// The reply a request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// `msg:`: exactly this echo.
+    Echo(Bytes),
+    /// `login`: a token.
+    Token,
+    /// `mcset` of key number `key`: `success`.
+    Stored { key: u32 },
+    /// `mcget` of key number `key`: the value last stored.
+    Value { key: u32, value: Bytes },
+    /// `brd` followed by a `msg:` probe: the server answers a failed `brd`
+    /// with one `error:` line and a published one with nothing, so the probe's
+    /// echo (`ack`) tells when the publication is done and whether it failed.
+    Published { send_us: u64, ack: Bytes, failed: bool },
+}
+
+/// How a reply turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The expected reply.
+    Right,
+    /// Not the expected reply.
+    Wrong,
+    /// The server refused to publish a broadcast.
+    PublishFailed,
+    /// Part of the reply; more lines belong to the same request.
+    More,
+}
+
+/// Cache data are valid 360 s on the server; older values are written again
+/// instead of read, so expiry is never mistaken for loss.
+const VALUE_FRESH_US: u64 = 300_000_000;
+
+/// A value this client stored, and when.
+#[derive(Debug, Clone)]
+struct Stored {
+    value: Bytes,
+    at_us: u64,
+}
+
+/// One client's conversation, kept across reconnections.
+pub struct Script {
+    role: Role,
+    id: u32,
+    ledger: Arc<Ledger>,
+    payload: Arc<str>,
+    seq: u64,
+    token: Option<Bytes>,
+    rng: fastrand::Rng,
+    keys: Vec<Option<Stored>>,
+    key_count: u32,
+    value_size: usize,
+}
+
+/// Settings shared by every script of a run.
+#[derive(Debug, Clone)]
+pub struct ScriptConfig {
+    pub payload: Arc<str>,
+    pub keys: u32,
+    pub value_size: usize,
+    pub seed: u64,
+}
+
+impl Script {
+    /// Client `id` playing `role`.
+    pub fn new(role: Role, id: u32, config: &ScriptConfig, ledger: Arc<Ledger>) -> Script {
+        let rng = fastrand::Rng::with_seed(config.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Script {
+            role,
+            id,
+            ledger,
+            payload: config.payload.clone(),
+            seq: 0,
+            token: None,
+            rng,
+            keys: Vec::new(),
+            key_count: config.keys,
+            value_size: config.value_size,
+        }
+    }
+
+    /// A new connection: tokens are bound to the connection, so log in again.
+    pub fn on_connect(&mut self) {
+        self.token = None;
+    }
+
+    /// Whether the client has something to send.
+    pub fn wants_to_send(&self) -> bool {
+        match self.role {
+            Role::Idle => false,
+            Role::Listener => self.token.is_none(),
+            Role::Echo | Role::Cache | Role::Broadcaster => true,
+        }
+    }
+
+    /// Writes the next request (one or more `\n`-terminated lines) to `out`
+    /// and returns its expectation; `None` if there is nothing to send.
+    pub fn next(&mut self, now_us: u64, out: &mut BytesMut) -> Option<Expect> {
+        if !self.wants_to_send() {
+            return None;
+        }
+        if self.role != Role::Echo && self.token.is_none() {
+            out.put_slice(b"login\n");
+            return Some(Expect::Token);
+        }
+        self.seq += 1;
+        Some(match self.role {
+            Role::Cache => self.cache_request(now_us, out),
+            Role::Broadcaster => self.broadcast_request(now_us, out),
+            _ => {
+                let echo = Bytes::from(format!("{}-{}-{}", self.payload, self.id, self.seq));
+                put_line(out, &[b"msg:", &echo]);
+                Expect::Echo(echo)
+            }
+        })
+    }
+
+    fn cache_request(&mut self, now_us: u64, out: &mut BytesMut) -> Expect {
+        if self.keys.is_empty() {
+            self.keys = vec![None; self.key_count as usize];
+        }
+        let fresh = |s: &Option<Stored>| s.as_ref().is_some_and(|s| now_us.saturating_sub(s.at_us) < VALUE_FRESH_US);
+        let token = self.token.clone().unwrap_or_default();
+        let read = self.keys.iter().any(fresh) && self.rng.bool();
+        if read {
+            // A random fresh key: probe from a random start.
+            let start = self.rng.usize(..self.keys.len());
+            let key = (0..self.keys.len()).map(|i| (start + i) % self.keys.len()).find(|&k| fresh(&self.keys[k]));
+            if let Some(key) = key {
+                let value = self.keys[key].as_ref().map(|s| s.value.clone()).unwrap_or_default();
+                put_line(out, &[b"mcget:", &token, b":", self.key_name(key as u32).as_bytes()]);
+                return Expect::Value { key: key as u32, value };
+            }
+        }
+        let key = self.rng.u32(..self.key_count);
+        let value: Bytes = (0..self.value_size).map(|_| self.rng.alphanumeric() as u8).collect::<Vec<u8>>().into();
+        put_line(out, &[b"mcset:", &token, b":", self.key_name(key).as_bytes(), b":", &value]);
+        // The server handles a connection's commands in order, so a read sent
+        // after this write sees this value if the write succeeds.
+        self.keys[key as usize] = Some(Stored { value, at_us: now_us });
+        Expect::Stored { key }
+    }
+
+    fn broadcast_request(&mut self, now_us: u64, out: &mut BytesMut) -> Expect {
+        let token = self.token.clone().unwrap_or_default();
+        out.put_slice(b"brd:");
+        out.put_slice(&token);
+        out.put_u8(b':');
+        delivery::put_message(out, self.ledger.tag(), self.id, self.seq, now_us);
+        out.put_u8(b'\n');
+        let ack = Bytes::from(format!("{}-ack-{}-{}", self.ledger.tag(), self.id, self.seq));
+        put_line(out, &[b"msg:", &ack]);
+        Expect::Published { send_us: now_us, ack, failed: false }
+    }
+
+    fn key_name(&self, key: u32) -> String {
+        format!("lg-{}-{}-{key}", self.ledger.tag(), self.id)
+    }
+
+    /// Judges one reply line to `expect`.
+    pub fn check(&mut self, expect: &mut Expect, line: &[u8]) -> Verdict {
+        if line.starts_with(b"error: invalid token") {
+            // Tokens die with their connection or in the cache: log in again.
+            self.token = None;
+        }
+        match expect {
+            Expect::Echo(echo) => verdict(line == &echo[..]),
+            Expect::Token => {
+                let ok = line.len() == playground_protocol::TOKEN_LEN && !line.starts_with(b"error");
+                if ok {
+                    self.token = Some(Bytes::copy_from_slice(line));
+                }
+                verdict(ok)
+            }
+            Expect::Stored { key } => {
+                let ok = line == b"success";
+                if !ok {
+                    self.forget(*key);
+                }
+                verdict(ok)
+            }
+            Expect::Value { key, value } => {
+                let ok = line == &value[..];
+                if !ok {
+                    self.forget(*key);
+                }
+                verdict(ok)
+            }
+            Expect::Published { send_us, ack, failed } => {
+                if line == &ack[..] {
+                    if *failed {
+                        return Verdict::PublishFailed;
+                    }
+                    self.ledger.published(*send_us);
+                    Verdict::Right
+                } else if line.starts_with(b"error: ") && !*failed {
+                    *failed = true;
+                    Verdict::More
+                } else {
+                    Verdict::Wrong
+                }
+            }
+        }
+    }
+
+    /// After a failed write or a wrong read the server's value is unknown.
+    fn forget(&mut self, key: u32) {
+        if let Some(slot) = self.keys.get_mut(key as usize) {
+            *slot = None;
+        }
+    }
+}
+
+fn verdict(ok: bool) -> Verdict {
+    if ok { Verdict::Right } else { Verdict::Wrong }
+}
+
+fn put_line(out: &mut BytesMut, parts: &[&[u8]]) {
+    for p in parts {
+        out.put_slice(p);
+    }
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &[u8] = b"0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn script(role: Role) -> Script {
+        let config = ScriptConfig { payload: "12345".into(), keys: 4, value_size: 8, seed: 7 };
+        Script::new(role, 3, &config, Arc::new(Ledger::new("t1")))
+    }
+
+    fn step(s: &mut Script, now_us: u64) -> (String, Expect) {
+        let mut out = BytesMut::new();
+        let e = s.next(now_us, &mut out).expect("a request");
+        (String::from_utf8(out.to_vec()).unwrap(), e)
+    }
+
+    #[test]
+    fn echo_numbers_its_messages() {
+        let mut s = script(Role::Echo);
+        let (line, mut e) = step(&mut s, 0);
+        assert_eq!(line, "msg:12345-3-1\n");
+        assert_eq!(s.check(&mut e, b"12345-3-1"), Verdict::Right);
+        let (line, mut e) = step(&mut s, 0);
+        assert_eq!(line, "msg:12345-3-2\n");
+        assert_eq!(s.check(&mut e, b"12345-3-1"), Verdict::Wrong);
+    }
+
+    #[test]
+    fn cache_logs_in_writes_then_reads_back() {
+        let mut s = script(Role::Cache);
+        let (line, mut e) = step(&mut s, 0);
+        assert_eq!((line.as_str(), &e), ("login\n", &Expect::Token));
+        assert_eq!(s.check(&mut e, TOKEN), Verdict::Right);
+        let (line, mut e) = step(&mut s, 1);
+        assert!(line.starts_with("mcset:0f8fad5b-d9cb-469f-a165-70867728950e:lg-t1-3-"), "{line}");
+        assert_eq!(s.check(&mut e, b"success"), Verdict::Right);
+        let mut reads = 0;
+        for now in 2..50 {
+            let (line, mut e) = step(&mut s, now);
+            match &e {
+                Expect::Value { value, .. } => {
+                    reads += 1;
+                    assert!(line.starts_with("mcget:"), "{line}");
+                    let value = value.clone();
+                    assert_eq!(s.check(&mut e, &value), Verdict::Right);
+                }
+                Expect::Stored { .. } => assert_eq!(s.check(&mut e, b"success"), Verdict::Right),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(reads > 10, "{reads}");
+        // A lost token means logging in again.
+        let (_, mut e) = step(&mut s, 60);
+        assert_eq!(s.check(&mut e, b"error: invalid token"), Verdict::Wrong);
+        assert_eq!(step(&mut s, 61).1, Expect::Token);
+    }
+
+    #[test]
+    fn stale_values_are_written_again_not_read() {
+        let mut s = script(Role::Cache);
+        let (_, mut e) = step(&mut s, 0);
+        s.check(&mut e, TOKEN);
+        for now in 0..20 {
+            let (_, mut e) = step(&mut s, now);
+            let reply: Vec<u8> = match &e {
+                Expect::Value { value, .. } => value.to_vec(),
+                _ => b"success".to_vec(),
+            };
+            s.check(&mut e, &reply);
+        }
+        let (_, e) = step(&mut s, VALUE_FRESH_US + 100);
+        assert!(matches!(e, Expect::Stored { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn broadcaster_publishes_and_learns_of_failures() {
+        let mut s = script(Role::Broadcaster);
+        let (_, mut e) = step(&mut s, 0);
+        s.check(&mut e, TOKEN);
+        let (line, mut e) = step(&mut s, 42);
+        assert_eq!(line, format!("brd:{}:lg-t1-3:1:42\nmsg:t1-ack-3-1\n", std::str::from_utf8(TOKEN).unwrap()));
+        assert_eq!(s.check(&mut e, b"t1-ack-3-1"), Verdict::Right);
+        let (_, mut e) = step(&mut s, 50);
+        assert_eq!(s.check(&mut e, b"error: broadcast unavailable"), Verdict::More);
+        assert_eq!(s.check(&mut e, b"t1-ack-3-2"), Verdict::PublishFailed);
+        assert_eq!(s.ledger.publish_count(), 1);
+    }
+
+    #[test]
+    fn listeners_log_in_once_and_idle_clients_say_nothing() {
+        let mut l = script(Role::Listener);
+        let (_, mut e) = step(&mut l, 0);
+        l.check(&mut e, TOKEN);
+        assert!(!l.wants_to_send());
+        l.on_connect();
+        assert!(l.wants_to_send());
+        assert!(script(Role::Idle).next(0, &mut BytesMut::new()).is_none());
+    }
+}
