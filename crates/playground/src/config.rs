@@ -230,17 +230,18 @@ pub struct MemcachedOptions {
     pub memcached_resolve_interval: Duration,
 }
 
-/// Kafka: broadcasts between instances and log shipping.
+/// How to reach Kafka: the same variables configure every role.
 #[derive(Debug, Clone, Args)]
-pub struct KafkaOptions {
-    /// Comma-separated Kafka bootstrap brokers (`host:port,...`). Unset: embedded bus, no log shipping.
+pub struct KafkaConnection {
+    /// Comma-separated Kafka bootstrap brokers (`host:port,...`). Servers: unset
+    /// means the embedded bus and no log shipping. Logger: defaults to localhost:9092.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
     /// Kafka security protocol [default: sasl_plaintext when KAFKA_SASL_USER is set, else plaintext].
-    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum)]
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum, ignore_case = true)]
     pub kafka_security_protocol: Option<KafkaSecurity>,
-    /// SASL mechanism.
-    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, default_value_t = SaslMechanism::Plain)]
+    /// SASL mechanism, used with sasl_plaintext and sasl_ssl.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, ignore_case = true, default_value_t = SaslMechanism::Plain)]
     pub kafka_sasl_mechanism: SaslMechanism,
     /// SASL user name.
     #[arg(long, env = "KAFKA_SASL_USER")]
@@ -248,9 +249,28 @@ pub struct KafkaOptions {
     /// SASL password (prefer the environment or a Kubernetes Secret to the flag).
     #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub kafka_sasl_password: Option<String>,
-    /// CA certificate file (PEM) to verify the brokers' TLS certificates.
+    /// PEM file of the CA that signed the brokers' certificates (ssl, sasl_ssl)
+    /// [default: the system's trust store].
     #[arg(long, env = "KAFKA_SSL_CA_FILE")]
     pub kafka_ssl_ca_file: Option<std::path::PathBuf>,
+}
+
+impl KafkaConnection {
+    /// The protocol in effect (see the option's default).
+    pub fn security_protocol(&self) -> KafkaSecurity {
+        self.kafka_security_protocol.unwrap_or(if self.kafka_sasl_user.is_some() {
+            KafkaSecurity::SaslPlaintext
+        } else {
+            KafkaSecurity::Plaintext
+        })
+    }
+}
+
+/// Kafka for the servers: broadcasts between instances and log shipping.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaOptions {
+    #[command(flatten)]
+    pub connection: KafkaConnection,
     /// Topic carrying broadcasts between instances.
     #[arg(long, env = "KAFKA_BCAST_TOPIC", default_value = "broadcasts")]
     pub kafka_bcast_topic: String,
@@ -262,7 +282,7 @@ pub struct KafkaOptions {
     pub kafka_publish_timeout: Duration,
 }
 
-/// Kafka security protocols.
+/// Kafka security protocols (librdkafka's spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum KafkaSecurity {
@@ -272,15 +292,43 @@ pub enum KafkaSecurity {
     SaslSsl,
 }
 
+impl KafkaSecurity {
+    /// librdkafka's spelling.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            KafkaSecurity::Plaintext => "plaintext",
+            KafkaSecurity::SaslPlaintext => "sasl_plaintext",
+            KafkaSecurity::Ssl => "ssl",
+            KafkaSecurity::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether the protocol authenticates with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, KafkaSecurity::SaslPlaintext | KafkaSecurity::SaslSsl)
+    }
+}
+
 /// SASL mechanisms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SaslMechanism {
-    #[value(name = "PLAIN", alias = "plain")]
+    #[value(name = "PLAIN")]
     Plain,
-    #[value(name = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    #[value(name = "SCRAM-SHA-256")]
     ScramSha256,
-    #[value(name = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    #[value(name = "SCRAM-SHA-512")]
     ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's spelling.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
 }
 
 /// The host name, for POD_NAME's default.

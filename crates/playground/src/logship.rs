@@ -135,7 +135,7 @@ impl Shipper {
             shipped: counter!("playground_log_events_shipped_total"),
             failed: counter!("playground_log_events_dropped_total", "reason" => "delivery_failed"),
         };
-        let producer: ThreadedProducer<Deliveries> = crate::kafka::client_config(opts)?
+        let producer: ThreadedProducer<Deliveries> = crate::kafka::server_config(opts)?
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "50")

@@ -21,7 +21,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// Installs logging; with Kafka configured, also the log-shipping layer,
 /// whose shipper is started once the runtime is up.
 pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow::Result<Option<Shipper>> {
-    let (layer, shipper) = match backends.kafka.kafka_brokers {
+    let (layer, shipper) = match backends.kafka.connection.kafka_brokers {
         Some(_) => {
             let (l, s) = logship::channel(&common.instance_name(), backends.log_ship_queue as usize);
             (Some(l), Some(s))
@@ -62,7 +62,7 @@ async fn backends(opts: &BackendOptions, instance: &str, client_queue: usize) ->
         Some(host) => (MemcachedCache::start(&opts.memcached, host.clone()).await, true),
         None => (Arc::new(EmbeddedCache::new(opts.cache_capacity)), false),
     };
-    let (bus, kafka): (Arc<dyn Bus>, _) = match &opts.kafka.kafka_brokers {
+    let (bus, kafka): (Arc<dyn Bus>, _) = match &opts.kafka.connection.kafka_brokers {
         Some(_) => {
             let k = KafkaBus::start(&opts.kafka, instance, client_queue).await?;
             (k.clone(), Some(k))

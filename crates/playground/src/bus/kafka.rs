@@ -48,7 +48,7 @@ impl KafkaBus {
     /// Connects (lazily: an unreachable Kafka is not an error) and starts
     /// consuming broadcasts published from now on.
     pub async fn start(opts: &KafkaOptions, instance: &str, client_queue: usize) -> anyhow::Result<Arc<Self>> {
-        let base = crate::kafka::client_config(opts)?;
+        let base = crate::kafka::server_config(opts)?;
         let timeout_ms = opts.kafka_publish_timeout.as_millis().max(1).to_string();
         let producer: FutureProducer = base
             .clone()
@@ -79,7 +79,7 @@ impl KafkaBus {
             publish_timeout: opts.kafka_publish_timeout,
             reachable: Arc::new(AtomicBool::new(false)),
             fanout: Fanout::new(client_queue),
-            brokers: opts.kafka_brokers.clone().unwrap_or_default(),
+            brokers: opts.connection.kafka_brokers.clone().unwrap_or_default(),
         });
         let consumer = Arc::new(consumer);
         let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::config::{LogFormat, parse_duration};
+use crate::config::{KafkaConnection, LogFormat, parse_duration};
 
 /// `playground logger`: Kafka log topic → Elasticsearch/OpenSearch.
 #[derive(Debug, Clone, Args)]
@@ -27,25 +27,8 @@ pub struct LoggerArgs {
 /// Where the log topic is and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaOptions {
-    /// Kafka bootstrap brokers, comma-separated `host:port`.
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "localhost:9092")]
-    pub kafka_brokers: String,
-    /// Security protocol [default: sasl_plaintext when KAFKA_SASL_USER is set, else plaintext].
-    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum, ignore_case = true)]
-    pub kafka_security_protocol: Option<SecurityProtocol>,
-    /// SASL mechanism, used with sasl_plaintext and sasl_ssl.
-    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, ignore_case = true, default_value_t = SaslMechanism::Plain)]
-    pub kafka_sasl_mechanism: SaslMechanism,
-    /// SASL user name.
-    #[arg(long, env = "KAFKA_SASL_USER")]
-    pub kafka_sasl_user: Option<String>,
-    /// SASL password.
-    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
-    pub kafka_sasl_password: Option<String>,
-    /// PEM file of the CA that signed the brokers' certificates (ssl, sasl_ssl)
-    /// [default: the system's trust store].
-    #[arg(long, env = "KAFKA_SSL_CA_FILE")]
-    pub kafka_ssl_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub connection: KafkaConnection,
     /// The topic every instance ships its logs to.
     #[arg(long, env = "KAFKA_LOGGING_TOPIC", default_value = "general-logs")]
     pub kafka_logging_topic: String,
@@ -73,57 +56,6 @@ pub struct KafkaOptions {
     pub dead_letter_topic: Option<String>,
 }
 
-/// Kafka security protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SecurityProtocol {
-    #[value(name = "plaintext")]
-    Plaintext,
-    #[value(name = "sasl_plaintext")]
-    SaslPlaintext,
-    #[value(name = "ssl")]
-    Ssl,
-    #[value(name = "sasl_ssl")]
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    /// librdkafka's spelling.
-    pub fn as_librdkafka(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "plaintext",
-            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
-            SecurityProtocol::Ssl => "ssl",
-            SecurityProtocol::SaslSsl => "sasl_ssl",
-        }
-    }
-
-    fn uses_sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
-    }
-}
-
-/// SASL mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SaslMechanism {
-    #[value(name = "PLAIN")]
-    Plain,
-    #[value(name = "SCRAM-SHA-256")]
-    ScramSha256,
-    #[value(name = "SCRAM-SHA-512")]
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    /// librdkafka's spelling.
-    pub fn as_librdkafka(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-}
-
 /// Start position of a group without committed offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OffsetReset {
@@ -132,39 +64,14 @@ pub enum OffsetReset {
 }
 
 impl KafkaOptions {
-    /// The protocol in effect (see the option's default).
-    pub fn security_protocol(&self) -> SecurityProtocol {
-        self.kafka_security_protocol.unwrap_or(if self.kafka_sasl_user.is_some() {
-            SecurityProtocol::SaslPlaintext
-        } else {
-            SecurityProtocol::Plaintext
-        })
+    /// The brokers (the original's localhost:9092 when KAFKA_BROKERS is unset).
+    pub fn brokers(&self) -> &str {
+        self.connection.kafka_brokers.as_deref().unwrap_or("localhost:9092")
     }
 
     /// librdkafka properties shared by the consumer and the dead-letter producer.
     pub fn client_config(&self) -> anyhow::Result<rdkafka::ClientConfig> {
-        let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.kafka_brokers);
-        let protocol = self.security_protocol();
-        c.set("security.protocol", protocol.as_librdkafka());
-        if protocol.uses_sasl() {
-            let (Some(user), Some(password)) = (&self.kafka_sasl_user, &self.kafka_sasl_password) else {
-                anyhow::bail!(
-                    "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_SASL_USER and KAFKA_SASL_PASSWORD",
-                    protocol.as_librdkafka()
-                );
-            };
-            c.set("sasl.mechanism", self.kafka_sasl_mechanism.as_librdkafka());
-            c.set("sasl.username", user);
-            c.set("sasl.password", password);
-        }
-        if let Some(ca) = &self.kafka_ssl_ca_file {
-            if !ca.is_file() {
-                anyhow::bail!("KAFKA_SSL_CA_FILE={} is not a readable file", ca.display());
-            }
-            c.set("ssl.ca.location", ca.to_string_lossy());
-        }
-        Ok(c)
+        crate::kafka::client_config(&self.connection, self.brokers())
     }
 }
 
@@ -332,6 +239,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Cli, Command};
+    use crate::config::{KafkaSecurity, SaslMechanism};
 
     fn parse(args: &[&str]) -> Result<LoggerArgs, String> {
         let mut all = vec!["playground", "logger"];
@@ -353,23 +261,23 @@ mod tests {
         assert!(!a.search.elasticsearch_insecure_skip_verify);
         assert_eq!(a.pipeline.ignore_messages_before, None);
         assert_eq!(a.pipeline.batch_max_events, 5000);
-        assert_eq!(a.kafka.security_protocol(), SecurityProtocol::Plaintext);
+        assert_eq!(a.kafka.connection.security_protocol(), KafkaSecurity::Plaintext);
     }
 
     #[test]
     fn sasl_follows_the_user() {
         let a = parse(&["--kafka-sasl-user", "user", "--kafka-sasl-password", "password"]).unwrap();
-        assert_eq!(a.kafka.security_protocol(), SecurityProtocol::SaslPlaintext);
+        assert_eq!(a.kafka.connection.security_protocol(), KafkaSecurity::SaslPlaintext);
         let a =
             parse(&["--kafka-security-protocol", "SASL_SSL", "--kafka-sasl-user", "u", "--kafka-sasl-password", "p"])
                 .unwrap();
-        assert_eq!(a.kafka.security_protocol(), SecurityProtocol::SaslSsl);
+        assert_eq!(a.kafka.connection.security_protocol(), KafkaSecurity::SaslSsl);
         let err = parse(&["--kafka-security-protocol", "sasl_ssl"]).unwrap_err();
         assert!(err.contains("KAFKA_SASL_USER"), "{err}");
         let a =
             parse(&["--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "u", "--kafka-sasl-password", "p"])
                 .unwrap();
-        assert_eq!(a.kafka.kafka_sasl_mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(a.kafka.connection.kafka_sasl_mechanism, SaslMechanism::ScramSha512);
     }
 
     #[test]
