@@ -40,7 +40,7 @@ pub enum ScenarioKind {
     /// Log in, then `mcset`/`mcget` random keys and check the values read back.
     Cache,
     /// Log in; some clients broadcast (`--broadcasters`), every client measures
-    /// delivery latency and counts what it received.
+    /// delivery latency and counts what it received. TCP only.
     Broadcast,
     /// A weighted mix of the other scenarios, per client (`--mix`).
     Mix,
