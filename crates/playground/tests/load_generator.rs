@@ -4,60 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::load::{assert_accounted, field, load, load_json, playground, run_load, temp_file, total};
 use common::{Server, free_port};
-use serde_json::Value;
-
-fn playground() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_playground"))
-}
-
-fn run_load(args: &[&str]) -> Output {
-    playground().arg("load").args(args).args(["--progress", "off"]).output().unwrap()
-}
-
-/// Runs a load that must succeed; returns its text report.
-fn load(args: &[&str]) -> String {
-    let out = run_load(args);
-    assert!(out.status.success(), "load failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A file name in the temp directory, unique to this test process.
-fn temp_file(ext: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("playground-load-{}-{n}.{ext}", std::process::id()))
-}
-
-/// Runs a load with `--json` and returns the parsed report.
-fn load_json(args: &[&str]) -> Value {
-    let path = temp_file("json");
-    load(&[args, &["--json", path.to_str().unwrap()]].concat());
-    let report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let _ = std::fs::remove_file(path);
-    report
-}
-
-fn total(report: &Value, name: &str) -> u64 {
-    report["totals"][name].as_u64().unwrap_or_else(|| panic!("no totals.{name} in {report:#}"))
-}
-
-/// Every request sent ends up answered (in time or late), wrong, refused or unanswered.
-fn assert_accounted(r: &Value) {
-    let answered = ["received", "late_replies", "wrong_replies", "publish_errors", "unanswered"];
-    let ends: u64 = answered.iter().map(|n| total(r, n)).sum();
-    assert_eq!(total(r, "sent"), ends, "{:#}", r["totals"]);
-}
-
-fn field(report: &str, name: &str) -> u64 {
-    let line = report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{report}"));
-    line[name.len()..].split_whitespace().next().unwrap().parse().unwrap()
-}
 
 /// A short run against `port`: no pause between connections, generous read
 /// timeout (debug builds on a busy machine), plus `extra`.

@@ -17,6 +17,9 @@ use crate::config::parse_duration;
 pub enum Protocol {
     /// TCP connections.
     Tcp,
+    /// UDP flows: one socket each, one request per datagram. Cache clients
+    /// log in over TCP (`--tcp-port`), since `login` exists only there.
+    Udp,
 }
 
 impl Protocol {
@@ -24,6 +27,7 @@ impl Protocol {
     pub fn default_port(self) -> u16 {
         match self {
             Protocol::Tcp => 40000,
+            Protocol::Udp => 50000,
         }
     }
 }
@@ -36,7 +40,7 @@ pub enum ScenarioKind {
     /// Log in, then `mcset`/`mcget` random keys and check the values read back.
     Cache,
     /// Log in; some clients broadcast (`--broadcasters`), every client measures
-    /// delivery latency and counts what it received.
+    /// delivery latency and counts what it received. TCP only.
     Broadcast,
     /// A weighted mix of the other scenarios, per client (`--mix`).
     Mix,
@@ -106,15 +110,19 @@ pub struct LoadArgs {
     /// Protocol to load.
     #[arg(value_enum)]
     pub protocol: Protocol,
-    /// Number of clients (connections open at the same time).
+    /// Number of clients (connections, or UDP flows, open at the same time).
     #[arg(default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub connections: u32,
     /// Server host name or address. Several targets separated by commas
     /// (`tcp-a,tcp-b:40001`) are used round-robin, one per client.
     #[arg(default_value = "127.0.0.1")]
     pub host: String,
-    /// Server port for targets that name none [default: 40000 for tcp].
+    /// Server port for targets that name none [default: 40000 for tcp, 50000 for udp].
     pub port: Option<u16>,
+    /// With udp: the server's TCP port, where cache clients log in (same host
+    /// as their target) [default: 40000].
+    #[arg(long)]
+    pub tcp_port: Option<u16>,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = ScenarioKind::Echo)]
     pub scenario: ScenarioKind,
@@ -191,6 +199,11 @@ impl LoadArgs {
     /// The scenario actually run: `--mix` alone implies `mix`.
     pub fn scenario(&self) -> ScenarioKind {
         if self.mix.is_some() { ScenarioKind::Mix } else { self.scenario }
+    }
+
+    /// The TCP port UDP cache clients log in on.
+    pub fn login_port(&self) -> u16 {
+        self.tcp_port.unwrap_or(Protocol::Tcp.default_port())
     }
 }
 
@@ -308,6 +321,10 @@ mod tests {
         assert_eq!(a.rate, None);
         let short = parse(&["tcp"]).unwrap();
         assert_eq!((short.connections, short.host.as_str(), short.port), (1, "127.0.0.1", None));
+        let udp = parse(&["udp", "64", "127.0.0.1", "50000", "--scenario", "cache", "--tcp-port", "40001"]).unwrap();
+        assert_eq!((udp.protocol, udp.connections, udp.port), (Protocol::Udp, 64, Some(50000)));
+        assert_eq!((udp.protocol.default_port(), udp.login_port()), (50000, 40001));
+        assert_eq!(parse(&["udp"]).unwrap().login_port(), 40000);
     }
 
     #[test]
@@ -360,6 +377,7 @@ mod tests {
             (&["tcp", "--source-ips", "localhost"], "not an IP address"),
             (&["tcp", "--value-size", "300"], "value-size"),
             (&["tcp", "--payload", ""], "non-empty"),
+            (&["udp", "--tcp-port", "http"], "tcp-port"),
         ];
         for (args, needle) in cases {
             let err = parse(args).expect_err(&format!("{args:?} should fail")).to_string();

@@ -9,7 +9,8 @@
 //! - `args` and `plan`: the command line, checked and resolved into
 //!   targets, source addresses and a role per client;
 //! - `script`: what each role says and which replies are right, shared by
-//!   every transport; `tcp` drives a script over a TCP connection;
+//!   every transport; `tcp` drives a script over a TCP connection, `udp`
+//!   over a UDP socket (logging in over TCP, where `login` lives);
 //! - `pace`: per-connection intervals or a total rate;
 //! - `stats`, `timeline`, `delivery`: counters, latency histograms,
 //!   the per-second timeline and the broadcast delivery check;
@@ -17,9 +18,7 @@
 //! - `progress`, `report`, `plot`: what a person sees;
 //! - `limits`, `net`: open-file limits and source-address binding.
 //!
-//! A UDP transport plugs in beside `tcp`: a driver that sends a script's
-//! requests as datagrams (its token obtained over TCP first), selected in
-//! `runner` by `Protocol`.
+//! `runner` picks the driver by `Protocol`.
 
 mod args;
 mod delivery;
@@ -35,6 +34,7 @@ mod script;
 mod stats;
 mod tcp;
 mod timeline;
+mod udp;
 
 use std::io::Write as _;
 use std::time::Duration;

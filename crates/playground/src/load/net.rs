@@ -1,4 +1,4 @@
-//! Opening connections, optionally from a chosen local address.
+//! Opening connections and UDP sockets, optionally from a chosen local address.
 //!
 //! One local address can reach one server address:port through about 28,000
 //! ephemeral ports; many local addresses (all of 127.0.0.0/8 on Linux) pass
@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 /// Connects to `target` from `source` (or a kernel-chosen address).
 pub async fn connect(target: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
@@ -27,6 +27,20 @@ pub async fn connect(target: SocketAddr, source: Option<IpAddr>, timeout: Durati
     // Requests are single small lines: send each at once.
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// A UDP socket bound to `source` (or a kernel-chosen address) and connected
+/// to `target`: the kernel then delivers only the target's datagrams to it,
+/// and reports an ICMP "port unreachable" as an error on the next call.
+pub async fn open_udp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
+    let ip = source.unwrap_or(if target.is_ipv4() {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    });
+    let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+    socket.connect(target).await?;
+    Ok(socket)
 }
 
 #[cfg(target_os = "linux")]
@@ -78,6 +92,17 @@ mod tests {
         let (_, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip(), source);
         assert!(connect(target, None, Duration::from_secs(5)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn udp_sockets_use_the_chosen_source() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let source: IpAddr = "127.0.0.8".parse().unwrap();
+        let socket = open_udp(server.local_addr().unwrap(), Some(source)).await.unwrap();
+        socket.send(b"hi").await.unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.ip()), (&b"hi"[..], source));
     }
 
     #[test]

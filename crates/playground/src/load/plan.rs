@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::net::lookup_host;
 
-use super::args::{LoadArgs, MixPart, ScenarioKind};
+use super::args::{LoadArgs, MixPart, Protocol, ScenarioKind};
 use super::script::Role;
 
 /// What a run will do.
@@ -22,12 +22,16 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// The role of each client, by client number.
     pub roles: Vec<Role>,
+    /// UDP only: where the clients of each target log in over TCP (the
+    /// target's address with `--tcp-port`), index for index with `targets`.
+    pub logins: Vec<SocketAddr>,
 }
 
 impl Plan {
     /// Resolves the targets and assigns roles; errors say what is wrong.
     pub async fn new(args: &LoadArgs) -> anyhow::Result<Plan> {
         check_durations(args)?;
+        check_transport(args)?;
         let port = args.port.unwrap_or(args.protocol.default_port());
         let mut targets = Vec::new();
         for item in args.host.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -47,12 +51,22 @@ impl Plan {
             bail!("source address {bad} and the targets {targets:?} are not all of the same IP version");
         }
         let roles = assign_roles(args);
-        Ok(Plan { args: args.clone(), targets, sources, roles })
+        let logins = match args.protocol {
+            Protocol::Tcp => Vec::new(),
+            Protocol::Udp => targets.iter().map(|t| SocketAddr::new(t.ip(), args.login_port())).collect(),
+        };
+        Ok(Plan { args: args.clone(), targets, sources, roles, logins })
     }
 
-    /// File descriptors the run needs: one per client plus the process's own.
+    /// File descriptors the run needs: one per client plus the process's own,
+    /// and over UDP one more per cache client for the TCP connection it logs
+    /// in on (they may all log in at once).
     pub fn files_needed(&self) -> u64 {
-        u64::from(self.args.connections) + 64
+        let per_client = match self.args.protocol {
+            Protocol::Udp if self.roles.contains(&Role::Cache) => 2,
+            _ => 1,
+        };
+        u64::from(self.args.connections) * per_client + 64
     }
 
     /// The target and source address of client `id`.
@@ -60,6 +74,40 @@ impl Plan {
         let i = id as usize;
         let source = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
         (self.targets[i % self.targets.len()], source)
+    }
+
+    /// Where client `id` logs in over TCP when it loads UDP.
+    pub fn login_target(&self, id: u32) -> Option<SocketAddr> {
+        (!self.logins.is_empty()).then(|| self.logins[id as usize % self.logins.len()])
+    }
+}
+
+/// Over UDP the server answers `brd` (and `login`) only with an error, so a
+/// broadcast scenario would measure nothing; and `--tcp-port` means nothing
+/// over TCP, where clients log in on their own connection.
+fn check_transport(args: &LoadArgs) -> anyhow::Result<()> {
+    match args.protocol {
+        Protocol::Tcp if args.tcp_port.is_some() => {
+            bail!("--tcp-port is where udp cache clients log in; tcp clients log in on their own connection")
+        }
+        Protocol::Tcp => Ok(()),
+        Protocol::Udp => {
+            let broadcast = match args.scenario() {
+                ScenarioKind::Broadcast => true,
+                ScenarioKind::Mix => {
+                    args.mix.clone().unwrap_or_default().0.iter().any(|(p, w)| *p == MixPart::Broadcast && *w > 0)
+                }
+                _ => false,
+            };
+            if broadcast {
+                bail!(
+                    "broadcast is only available over TCP (the server answers `brd` over UDP with an error): \
+                     load it with `playground load tcp ... --scenario broadcast`, or give udp a --mix of echo, \
+                     cache and idle (e.g. --mix echo=80,cache=20)"
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -213,5 +261,27 @@ mod tests {
         assert!(err.to_string().contains("--read-timeout must be more than 0"), "{err}");
         let err = Plan::new(&args(&["1", "--alive", "100000h"])).await.unwrap_err();
         assert!(err.to_string().contains("--alive"), "{err}");
+        let err = Plan::new(&args(&["1", "--tcp-port", "40000"])).await.unwrap_err();
+        assert!(err.to_string().contains("--tcp-port"), "{err}");
+    }
+
+    fn udp(extra: &[&str]) -> LoadArgs {
+        let cli = Cli::try_parse_from(["playground", "load", "udp"].iter().chain(extra)).unwrap();
+        let Command::Load(a) = cli.command else { unreachable!() };
+        a
+    }
+
+    #[tokio::test]
+    async fn udp_logs_in_on_the_tcp_port_of_each_target_and_refuses_broadcasts() {
+        let plan = Plan::new(&udp(&["3", "127.0.0.1,127.0.0.2:50001", "--tcp-port", "40001"])).await.unwrap();
+        assert_eq!(plan.endpoints(0).0, "127.0.0.1:50000".parse().unwrap());
+        assert_eq!(plan.login_target(0), Some("127.0.0.1:40001".parse().unwrap()));
+        assert_eq!(plan.login_target(1), Some("127.0.0.2:40001".parse().unwrap()));
+        assert_eq!(Plan::new(&args(&["1"])).await.unwrap().login_target(0), None);
+        for refused in [&["--scenario", "broadcast"][..], &["--scenario", "mix"], &["--mix", "echo=1,broadcast=1"]] {
+            let err = Plan::new(&udp(refused)).await.unwrap_err().to_string();
+            assert!(err.contains("broadcast is only available over TCP"), "{refused:?}: {err}");
+        }
+        assert!(Plan::new(&udp(&["--mix", "echo=1,cache=1,broadcast=0"])).await.is_ok());
     }
 }

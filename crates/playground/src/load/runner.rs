@@ -2,13 +2,15 @@
 //! second, waits for every client to finish (or for the run to be stopped)
 //! and hands the results to the report.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
+use super::args::Protocol;
 use super::delivery::Ledger;
 use super::pace::Pacer;
 use super::plan::Plan;
@@ -16,8 +18,8 @@ use super::progress::Progress;
 use super::report::Report;
 use super::script::{Script, ScriptConfig};
 use super::stats::Stats;
-use super::tcp::Client;
 use super::timeline::Timeline;
+use super::{tcp, udp};
 
 /// The times a client keeps to.
 #[derive(Debug, Clone)]
@@ -49,6 +51,35 @@ impl Context {
     pub fn micros(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.start).as_micros() as u64
     }
+
+    /// When a client started now is done: `--alive` from now, or the end of
+    /// the run if that comes first.
+    pub fn client_end(&self) -> Instant {
+        let end = Instant::now() + self.timing.alive;
+        self.deadline.map_or(end, |d| end.min(d))
+    }
+
+    /// Waits the reconnect delay (or until `end`); false if the client is done.
+    pub async fn pause(&self, end: Instant, cancelled: Cancelled<'_>) -> bool {
+        let until = (Instant::now() + self.timing.reconnect_delay).min(end);
+        tokio::select! {
+            _ = cancelled => false,
+            _ = sleep_until(until) => until < end,
+        }
+    }
+}
+
+/// A client's view of the run being stopped.
+pub type Cancelled<'a> = Pin<&'a mut WaitForCancellationFutureOwned>;
+
+/// How a client's connection (or UDP socket) ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client's time is up, or the run was stopped.
+    Done,
+    /// The server said `reconnect`, or the connection was lost: open another
+    /// after the reconnect delay.
+    Again,
 }
 
 /// Runs `plan` until every client is done or `cancel` is cancelled.
@@ -100,7 +131,11 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
         }
         let (target, source) = plan.endpoints(id);
         let script = Script::new(plan.roles[id as usize], id, &scripts, ctx.ledger.clone());
-        clients.spawn(Client { id, target, source, script, ctx: ctx.clone() }.run());
+        let ctx = ctx.clone();
+        match (args.protocol, plan.login_target(id)) {
+            (Protocol::Udp, Some(login)) => clients.spawn(udp::Client { id, target, login, source, script, ctx }.run()),
+            _ => clients.spawn(tcp::Client { id, target, source, script, ctx }.run()),
+        };
     }
     clients.close();
     clients.wait().await;

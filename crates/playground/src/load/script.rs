@@ -3,6 +3,12 @@
 //! [`Expect`]s; the transport's driver sends it, matches the reply to it and
 //! asks the script for a [`Verdict`]. A TCP or UDP driver thus shares the
 //! scenarios; only framing, timing and pushed lines are the driver's.
+//!
+//! TCP answers in order, so its driver pairs replies with requests by
+//! position. Datagrams can be lost or reordered, so the UDP driver pairs them
+//! by content ([`Expect::answered_by`]: echoes carry the client and sequence
+//! number) and tells the script when a request may never be answered
+//! ([`Script::timed_out`]).
 
 use std::sync::Arc;
 
@@ -41,6 +47,21 @@ pub enum Expect {
     /// with one `error:` line and a published one with nothing, so the probe's
     /// echo (`ack`) tells when the publication is done and whether it failed.
     Published { send_us: u64, ack: Bytes, failed: bool },
+}
+
+impl Expect {
+    /// Whether `reply` is the right reply to this request, without judging
+    /// it: how a driver finds, among several requests, the one a reply
+    /// belongs to.
+    pub fn answered_by(&self, reply: &[u8]) -> bool {
+        match self {
+            Expect::Echo(echo) => reply == &echo[..],
+            Expect::Token => reply.len() == playground_protocol::TOKEN_LEN && !reply.starts_with(b"error"),
+            Expect::Stored { .. } => reply == b"success",
+            Expect::Value { value, .. } => reply == &value[..],
+            Expect::Published { ack, .. } => reply == &ack[..],
+        }
+    }
 }
 
 /// How a reply turned out.
@@ -193,9 +214,9 @@ impl Script {
             self.token = None;
         }
         match expect {
-            Expect::Echo(echo) => verdict(line == &echo[..]),
+            Expect::Echo(_) => verdict(expect.answered_by(line)),
             Expect::Token => {
-                let ok = line.len() == playground_protocol::TOKEN_LEN && !line.starts_with(b"error");
+                let ok = expect.answered_by(line);
                 if ok {
                     self.token = Some(Bytes::copy_from_slice(line));
                 }
@@ -230,6 +251,21 @@ impl Script {
                 }
             }
         }
+    }
+
+    /// The reply to `expect` did not come in time and, where requests can be
+    /// lost, may never come: a write may or may not have reached the server,
+    /// so its key is not read back until it is written again.
+    pub fn timed_out(&mut self, expect: &Expect) {
+        if let Expect::Stored { key } = expect {
+            self.forget(*key);
+        }
+    }
+
+    /// The longest right reply this client can get: echoes of the payload
+    /// with two numbers, values, tokens.
+    pub fn longest_reply(&self) -> usize {
+        (self.payload.len() + 2 * 20 + 2).max(self.value_size).max(playground_protocol::TOKEN_LEN)
     }
 
     /// After a failed write or a wrong read the server's value is unknown.
@@ -307,6 +343,33 @@ mod tests {
         let (_, mut e) = step(&mut s, 60);
         assert_eq!(s.check(&mut e, b"error: invalid token"), Verdict::Wrong);
         assert_eq!(step(&mut s, 61).1, Expect::Token);
+    }
+
+    #[test]
+    fn replies_are_recognised_by_content() {
+        let mut s = script(Role::Echo);
+        let (_, first) = step(&mut s, 0);
+        let (_, second) = step(&mut s, 0);
+        assert!(first.answered_by(b"12345-3-1") && !first.answered_by(b"12345-3-2"));
+        assert!(second.answered_by(b"12345-3-2"));
+        assert!(Expect::Token.answered_by(TOKEN) && !Expect::Token.answered_by(b"error: invalid token"));
+        assert!(s.longest_reply() >= "12345-4294967295-18446744073709551615".len());
+    }
+
+    #[test]
+    fn a_write_that_timed_out_is_not_read_back() {
+        let mut s = script(Role::Cache);
+        let (_, mut e) = step(&mut s, 0);
+        s.check(&mut e, TOKEN);
+        let (_, written) = step(&mut s, 1);
+        assert!(matches!(written, Expect::Stored { .. }), "{written:?}");
+        s.timed_out(&written);
+        // With its only key forgotten, the client writes again instead of reading.
+        for now in 2..10 {
+            let (_, e) = step(&mut s, now);
+            assert!(matches!(e, Expect::Stored { .. }), "{e:?}");
+            s.timed_out(&e);
+        }
     }
 
     #[test]

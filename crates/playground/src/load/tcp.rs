@@ -14,7 +14,6 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -24,11 +23,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::codec::FramedRead;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::delivery::{self, Inbox, Pushed};
 use super::net;
-use super::runner::Context;
+use super::runner::{Cancelled, Context, Ended};
 use super::script::{Expect, Script, Verdict};
 use crate::tcp::codec::{Frame, LineCodec};
 
@@ -39,8 +37,6 @@ const READ_BUFFER: usize = 256;
 /// Requests left unanswered on one connection before it is given up as dead.
 const MAX_PENDING: usize = 1024;
 
-type Cancelled<'a> = Pin<&'a mut WaitForCancellationFutureOwned>;
-
 /// One simulated client.
 pub struct Client {
     pub id: u32,
@@ -48,15 +44,6 @@ pub struct Client {
     pub source: Option<IpAddr>,
     pub script: Script,
     pub ctx: Arc<Context>,
-}
-
-/// How a connection ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Ended {
-    /// The client's time is up, or the run was stopped.
-    Done,
-    /// The server said `reconnect`, or the connection was lost.
-    Again,
 }
 
 /// A request waiting for its reply.
@@ -88,10 +75,7 @@ impl Client {
     /// Runs until the client's time is up or the run is stopped.
     pub async fn run(mut self) {
         let ctx = self.ctx.clone();
-        let mut end = Instant::now() + ctx.timing.alive;
-        if let Some(d) = ctx.deadline {
-            end = end.min(d);
-        }
+        let end = ctx.client_end();
         let cancelled = ctx.cancel.clone().cancelled_owned();
         tokio::pin!(cancelled);
         while Instant::now() < end && !ctx.cancel.is_cancelled() {
@@ -104,7 +88,7 @@ impl Client {
                 Ok(s) => s,
                 Err(e) => {
                     ctx.stats.connect_failed(format!("{}: {e}", self.target));
-                    if !pause(&ctx, end, cancelled.as_mut()).await {
+                    if !ctx.pause(end, cancelled.as_mut()).await {
                         return;
                     }
                     continue;
@@ -113,7 +97,7 @@ impl Client {
             ctx.stats.opened();
             let ended = self.converse(stream, end, cancelled.as_mut()).await;
             ctx.stats.closed();
-            if ended == Ended::Done || !pause(&ctx, end, cancelled.as_mut()).await {
+            if ended == Ended::Done || !ctx.pause(end, cancelled.as_mut()).await {
                 return;
             }
         }
@@ -275,15 +259,6 @@ impl Client {
         if last && done.is_some_and(|d| !d.timed_out) {
             self.schedule_next(conn, now);
         }
-    }
-}
-
-/// Waits the reconnect delay (or until the end); false if the client is done.
-async fn pause(ctx: &Context, end: Instant, cancelled: Cancelled<'_>) -> bool {
-    let until = (Instant::now() + ctx.timing.reconnect_delay).min(end);
-    tokio::select! {
-        _ = cancelled => false,
-        _ = sleep_until(until) => until < end,
     }
 }
 
