@@ -72,7 +72,11 @@ impl Executor {
     pub async fn execute(&self, line: Bytes, peer: &Peer, metrics: &CommandMetrics) -> Reply {
         let started = Instant::now();
         let label = command_label(&line);
+        let tcp_only = matches!(peer.transport, Transport::Udp { .. }) && matches!(COMMANDS[label], "login" | "brd");
         let reply = match parse(line) {
+            // Over UDP, say a TCP-only command is TCP-only even when it is
+            // malformed: fixing its fields would not help.
+            _ if tcp_only => ErrorReply::TcpOnly(COMMANDS[label]).into(),
             Ok(command) => self.run(command, peer).await,
             Err(e) => e.into(),
         };

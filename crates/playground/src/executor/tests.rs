@@ -70,6 +70,8 @@ async fn login_and_brd_are_tcp_only() {
     assert_eq!(run(&e, &u, "login").await, "error: login is only available over TCP\n");
     let t = "0f8fad5b-d9cb-469f-a165-70867728950e";
     assert_eq!(run(&e, &u, &format!("brd:{t}:hi")).await, "error: brd is only available over TCP\n");
+    assert_eq!(run(&e, &u, "brd").await, "error: brd is only available over TCP\n");
+    assert_eq!(run(&e, &u, "login:x").await, "error: login is only available over TCP\n");
 }
 
 #[tokio::test]
