@@ -253,10 +253,13 @@ impl Script {
         }
     }
 
-    /// The reply to `expect` did not come in time and, where requests can be
-    /// lost, may never come: a write may or may not have reached the server,
-    /// so its key is not read back until it is written again.
-    pub fn timed_out(&mut self, expect: &Expect) {
+    /// A request whose reply never came: its connection ended first (after
+    /// `reconnect` the server reads no more commands; a lost connection may
+    /// have been cut either side of one), or, where requests can be lost, it
+    /// timed out. Whether the server carried it out is unknown, so the key of
+    /// an unanswered write holds an unknown value: the next use of that key
+    /// writes it again instead of reading it.
+    pub fn unanswered(&mut self, expect: &Expect) {
         if let Expect::Stored { key } = expect {
             self.forget(*key);
         }
@@ -363,12 +366,31 @@ mod tests {
         s.check(&mut e, TOKEN);
         let (_, written) = step(&mut s, 1);
         assert!(matches!(written, Expect::Stored { .. }), "{written:?}");
-        s.timed_out(&written);
+        s.unanswered(&written);
         // With its only key forgotten, the client writes again instead of reading.
         for now in 2..10 {
             let (_, e) = step(&mut s, now);
             assert!(matches!(e, Expect::Stored { .. }), "{e:?}");
-            s.timed_out(&e);
+            s.unanswered(&e);
+        }
+    }
+
+    #[test]
+    fn a_write_left_unanswered_is_not_read_back() {
+        // One key, so that every read would be of the write left unanswered.
+        let config = ScriptConfig { payload: "12345".into(), keys: 1, value_size: 8, seed: 7 };
+        let mut s = Script::new(Role::Cache, 3, &config, Arc::new(Ledger::new("t1")));
+        let (_, mut e) = step(&mut s, 0);
+        s.check(&mut e, TOKEN);
+        for now in 1..40 {
+            let (_, e) = step(&mut s, now);
+            // The previous write's connection ended before its reply: the
+            // server may never have stored that value.
+            assert!(matches!(e, Expect::Stored { key: 0 }), "read a value the server may not have: {e:?}");
+            s.unanswered(&e);
+            s.on_connect();
+            let (_, mut e) = step(&mut s, now);
+            s.check(&mut e, TOKEN);
         }
     }
 

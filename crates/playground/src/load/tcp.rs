@@ -164,6 +164,9 @@ impl Client {
         };
         conn.inbox.close(self.id, ctx.micros(Instant::now()), &ctx.ledger);
         ctx.stats.count.unanswered.fetch_add(conn.pending.len() as u64, Relaxed);
+        for p in &conn.pending {
+            self.script.unanswered(&p.expect);
+        }
         if ended == Ended::Done {
             let _ = writer.shutdown().await;
         }

@@ -239,7 +239,7 @@ impl Client {
         let Some(p) = flow.waiting.take_if(|p| now >= p.sent_at + read_timeout) else { return };
         let count = &self.ctx.stats.count;
         count.timeouts.fetch_add(1, Relaxed);
-        self.script.timed_out(&p.expect);
+        self.script.unanswered(&p.expect);
         flow.late.push_back(p);
         if flow.late.len() > MAX_LATE {
             flow.late.pop_front();
