@@ -7,7 +7,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::load::{assert_accounted, field, load, load_json, playground, run_load, temp_file, total};
+use common::load::{
+    assert_accounted, assert_refused, field, load, load_json, playground, positional_echo, temp_file, total,
+};
 use common::{Server, free_port};
 
 /// A short run against `port`: no pause between connections, generous read
@@ -28,21 +30,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 #[test]
 fn echo_run_in_the_original_positional_form() {
     let server = Server::start("serve", &[]);
-    let port = server.port.to_string();
-    let report = load(&[
-        "tcp",
-        "5",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "1ms",
-        "--msg-interval",
-        "20ms",
-        "--alive",
-        "1s",
-        "--read-timeout",
-        "2s",
-    ]);
+    let report = positional_echo("tcp", server.port);
     let sent = field(&report, "packets sent");
     assert!(sent >= 5, "{report}");
     assert_eq!(field(&report, "packets received"), sent, "{report}");
@@ -300,13 +288,7 @@ fn bad_input_is_refused_with_a_reason() {
         (&["tcp", "1", "127.0.0.1", "1", "--plot", "out.svg"], "png"),
         (&["tcp", "1", "127.0.0.1", "1", "--mix", "echo=1,video=2"], "unknown scenario"),
     ];
-    for (args, needle) in cases {
-        let out = run_load(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    assert_refused(cases);
 }
 
 #[test]

@@ -6,26 +6,12 @@
 mod common;
 
 use common::Server;
-use common::load::{assert_accounted, field, load, load_json, run_load, temp_file, total};
+use common::load::{assert_accounted, assert_refused, field, load_json, positional_echo, temp_file, total};
 
 #[test]
 fn udp_echo_in_the_original_positional_form() {
     let server = Server::start("udp", &[]);
-    let port = server.udp_port.to_string();
-    let report = load(&[
-        "udp",
-        "5",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "1ms",
-        "--msg-interval",
-        "20ms",
-        "--alive",
-        "1s",
-        "--read-timeout",
-        "2s",
-    ]);
+    let report = positional_echo("udp", server.udp_port);
     assert!(report.starts_with("playground load: udp echo, 5 connections"), "{report}");
     let sent = field(&report, "packets sent");
     // 1 s at one datagram every 20 ms, for each of 5 flows.
@@ -170,11 +156,5 @@ fn udp_refuses_what_only_tcp_carries() {
         (&["udp", "2", "--mix", "echo=1,broadcast=1"], "broadcast is only available over TCP"),
         (&["tcp", "2", "--tcp-port", "40000"], "--tcp-port"),
     ];
-    for (args, needle) in cases {
-        let out = run_load(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    assert_refused(cases);
 }

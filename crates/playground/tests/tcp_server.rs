@@ -6,37 +6,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, http_get};
+use common::{Server, UNKNOWN_TOKEN, http_get, rows_for_both_transports};
 
 #[test]
 fn every_command_and_error_row() {
     let server = Server::start("serve", &[]);
     let mut c = server.connect();
     let t = c.login();
-    let rows: Vec<(String, String)> = vec![
-        ("msg:hello".into(), "hello".into()),
-        ("msg:a:b:c".into(), "a:b:c".into()),
-        ("msg".into(), "error: something is missing from msg:content".into()),
-        ("msg:".into(), "error: something is missing from msg:content".into()),
-        (format!("mcset:{t}:k1:v:1"), "success".into()),
-        (format!("mcget:{t}:k1"), "v:1".into()),
-        (format!("mcset:{t}:k1"), "error: something is missing from mcset:token:key:value".into()),
-        ("mcset:0f8fad5b-d9cb-469f-a165-70867728950e:k:v".into(), "error: invalid token".into()),
-        (format!("mcset:{t}:{}:v", "k".repeat(65)), "error: either key length > 64 or value length > 256".into()),
-        (format!("mcset:{t}:k:{}", "v".repeat(257)), "error: either key length > 64 or value length > 256".into()),
-        (format!("mcset:{t}:a b:v"), "error: invalid key".into()),
-        (format!("mcget:{t}"), "error: something is missing from mcget:key".into()),
-        ("mcget:0f8fad5b-d9cb-469f-a165-70867728950e:k1".into(), "error: invalid token".into()),
-        (format!("mcget:{t}:{}", "k".repeat(65)), "error: key length > 64".into()),
-        (format!("mcget:{t}:missing"), "error: finding key missing".into()),
+    let mut rows = rows_for_both_transports(&t);
+    rows.extend([
         ("brd".into(), "error: token or message missing, brd:token:message".into()),
         (format!("brd:{t}"), "error: token or message missing, brd:token:message".into()),
         ("brd:abc:hi".into(), "error: invalid token length".into()),
-        ("brd:0f8fad5b-d9cb-469f-a165-70867728950e:hi".into(), "error: invalid token, re-login".into()),
+        (format!("brd:{UNKNOWN_TOKEN}:hi"), "error: invalid token, re-login".into()),
         ("msgx:hello".into(), "error: unknown command".into()),
         ("".into(), "error: unknown command".into()),
         ("msg:crlf\r".into(), "crlf".into()),
-    ];
+    ]);
     for (line, want) in rows {
         assert_eq!(c.ask(&line), want, "for {line:?}");
     }
@@ -169,15 +155,7 @@ fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
     assert_eq!(http_get(server.admin, "/healthz").map(|r| r.0), Some(200));
     server.signal("TERM");
     // Readiness fails at once (well before SIGTERM_TIMEOUT).
-    let mut not_ready = false;
-    for _ in 0..40 {
-        if http_get(server.admin, "/readyz").map(|r| r.0) == Some(503) {
-            not_ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(not_ready, "/readyz must turn 503 after SIGTERM");
+    server.assert_turns_unready();
     // Still serving, new clients included.
     assert_eq!(c.ask("msg:during"), "during");
     let mut late = server.connect();

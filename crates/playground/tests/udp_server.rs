@@ -8,9 +8,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use common::{Server, UdpClient, http_get};
-
-const UNKNOWN_TOKEN: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+use common::{Server, UNKNOWN_TOKEN, UdpClient, http_get, rows_for_both_transports};
 
 /// Both receive paths: one datagram per system call, and batches.
 const BATCH_MODES: [&str; 2] = ["1", "32"];
@@ -28,30 +26,16 @@ fn every_command_and_error_row(batch: &str) {
     let mut tcp = server.connect();
     let t = tcp.login();
     let c = server.udp();
-    let rows: Vec<(String, String)> = vec![
-        ("msg:hello".into(), "hello".into()),
-        ("msg:a:b:c".into(), "a:b:c".into()),
-        ("msg".into(), "error: something is missing from msg:content".into()),
-        ("msg:".into(), "error: something is missing from msg:content".into()),
-        (format!("mcset:{t}:k1:v:1"), "success".into()),
-        (format!("mcget:{t}:k1"), "v:1".into()),
+    let mut rows = rows_for_both_transports(&t);
+    rows.extend([
         (format!("mcset:{t}:empty:"), "success".into()),
         (format!("mcget:{t}:empty"), "".into()),
-        (format!("mcset:{t}:k1"), "error: something is missing from mcset:token:key:value".into()),
-        (format!("mcset:{UNKNOWN_TOKEN}:k:v"), "error: invalid token".into()),
         ("mcset:short:k:v".into(), "error: invalid token".into()),
-        (format!("mcset:{t}:{}:v", "k".repeat(65)), "error: either key length > 64 or value length > 256".into()),
-        (format!("mcset:{t}:k:{}", "v".repeat(257)), "error: either key length > 64 or value length > 256".into()),
-        (format!("mcset:{t}:a b:v"), "error: invalid key".into()),
-        (format!("mcget:{t}"), "error: something is missing from mcget:key".into()),
-        (format!("mcget:{UNKNOWN_TOKEN}:k1"), "error: invalid token".into()),
-        (format!("mcget:{t}:{}", "k".repeat(65)), "error: key length > 64".into()),
-        (format!("mcget:{t}:missing"), "error: finding key missing".into()),
         ("login".into(), "error: login is only available over TCP".into()),
         (format!("brd:{t}:hello"), "error: brd is only available over TCP".into()),
         ("msg:crlf\r\n".into(), "crlf".into()),
         ("msg:lf\n".into(), "lf".into()),
-    ];
+    ]);
     for (datagram, want) in rows {
         assert_eq!(c.ask(&datagram), want, "for {datagram:?} with UDP_BATCH={batch}");
     }
@@ -178,15 +162,7 @@ fn sigterm_keeps_answering_for_sigterm_timeout_then_exits_zero() {
     assert_eq!(c.ask("msg:before"), "before");
     let signalled = std::time::Instant::now();
     server.signal("TERM");
-    let mut not_ready = false;
-    for _ in 0..40 {
-        if http_get(server.admin, "/readyz").map(|r| r.0) == Some(503) {
-            not_ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(not_ready, "/readyz must turn 503 after SIGTERM");
+    server.assert_turns_unready();
     assert_eq!(http_get(server.admin, "/healthz").map(|r| r.0), Some(200));
     // Still answering, new flows included, until SIGTERM_TIMEOUT.
     assert_eq!(c.ask("msg:during"), "during");

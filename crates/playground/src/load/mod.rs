@@ -16,7 +16,8 @@
 //!   the per-second timeline and the broadcast delivery check;
 //! - `runner`: opens the clients on schedule and samples the timeline;
 //! - `progress`, `report`, `plot`: what a person sees;
-//! - `limits`, `net`: open-file limits and source-address binding.
+//! - `limits`, `net`: open-file limits and source-address binding;
+//! - `testing`: fixtures the drivers' unit tests share.
 //!
 //! `runner` picks the driver by `Protocol`.
 
@@ -33,6 +34,8 @@ mod runner;
 mod script;
 mod stats;
 mod tcp;
+#[cfg(test)]
+mod testing;
 mod timeline;
 mod udp;
 

@@ -9,11 +9,18 @@
 //! The rate is a single atomic "next free slot": each client claims the next
 //! slot when it is ready to send, whichever client that is, so the total
 //! holds while connections ramp up, reconnect or wait for replies.
+//!
+//! [`Schedule`] is one connection's side of that, the same for every
+//! transport: requests go one at a time, so what a client does next and when
+//! its task must wake follow from the request in flight and the next slot.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+
+use super::script::Script;
 
 /// How far in the past a rate slot may lie before it is skipped.
 const MAX_RATE_LAG: Duration = Duration::from_millis(100);
@@ -61,6 +68,77 @@ impl Pacer {
     }
 }
 
+/// When one connection (or UDP socket) sends its next request.
+#[derive(Debug)]
+pub struct Schedule {
+    /// When the next request may go (None: when the current one is done).
+    next: Option<Instant>,
+    /// The schedule slot of the last paced request.
+    slot: Instant,
+}
+
+impl Schedule {
+    /// A schedule whose first request goes at once.
+    pub fn starting(now: Instant) -> Schedule {
+        Schedule { next: Some(now), slot: now }
+    }
+
+    /// What the client does at `now`, with or without a request `in_flight`
+    /// (sent, and within its read timeout), its time being up at `end`.
+    pub fn step(&self, now: Instant, end: Instant, in_flight: bool) -> Step {
+        if in_flight {
+            Step::Wait
+        } else if now >= end {
+            Step::Close
+        } else if self.next.is_some_and(|t| t <= now) {
+            Step::Send
+        } else {
+            Step::Wait
+        }
+    }
+
+    /// Holds further requests until the one going now is done.
+    pub fn hold(&mut self) {
+        self.next = None;
+    }
+
+    /// Lets the next request go at `at`, off the pacer's schedule (a retry).
+    pub fn retry_at(&mut self, at: Instant) {
+        self.next = Some(at);
+    }
+
+    /// Schedules the request after the one just finished (replied or timed
+    /// out), if the script has more to say.
+    pub fn after(&mut self, pacer: &Pacer, script: &Script, now: Instant) {
+        if script.wants_to_send() {
+            self.slot = pacer.next(self.slot, now);
+            self.next = Some(self.slot);
+        }
+    }
+
+    /// Sets `timer` to when the client's task must wake: the reply deadline
+    /// of the request in flight, if any, else the next send, and never after
+    /// `end`. A timer already right is left alone: resetting it costs a trip
+    /// through the timer wheel.
+    pub fn set_timer(&self, timer: Pin<&mut Sleep>, reply_due: Option<Instant>, end: Instant) {
+        let wake = reply_due.unwrap_or_else(|| self.next.map_or(end, |t| t.min(end)));
+        if timer.deadline() != wake {
+            timer.reset(wake);
+        }
+    }
+}
+
+/// What a client does next (see [`Schedule::step`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Its time is up and nothing is in flight: close.
+    Close,
+    /// Send the next request.
+    Send,
+    /// Wait for a reply, a timeout or the next slot.
+    Wait,
+}
+
 impl RateSlots {
     /// Claims the next free slot.
     fn claim(&self, now: Instant) -> Instant {
@@ -78,6 +156,7 @@ impl RateSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::testing;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -92,6 +171,22 @@ mod tests {
         assert_eq!(p.next(t0, t0 + 600 * MS), t0 + 600 * MS);
         let asap = Pacer::new(None, Duration::ZERO, t0);
         assert_eq!(asap.next(t0, t0 + 7 * MS), t0 + 7 * MS);
+    }
+
+    #[test]
+    fn a_schedule_sends_one_request_at_a_time_and_closes_when_idle() {
+        let t0 = Instant::now();
+        let end = t0 + 1000 * MS;
+        let mut s = Schedule::starting(t0);
+        assert_eq!(s.step(t0, end, false), Step::Send);
+        s.hold();
+        assert_eq!(s.step(t0, end, false), Step::Wait, "held until the reply");
+        s.after(&Pacer::new(None, 250 * MS, t0), &testing::echo_script(&testing::context()), t0 + 10 * MS);
+        assert_eq!(s.step(t0 + 100 * MS, end, false), Step::Wait);
+        assert_eq!(s.step(t0 + 250 * MS, end, true), Step::Wait, "a request in flight");
+        assert_eq!(s.step(t0 + 250 * MS, end, false), Step::Send);
+        assert_eq!(s.step(end, end, true), Step::Wait, "the last reply is awaited");
+        assert_eq!(s.step(end, end, false), Step::Close);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! One run: opens the clients on schedule, samples the timeline once a
 //! second, waits for every client to finish (or for the run to be stopped)
-//! and hands the results to the report.
+//! and hands the results to the report. Also the life of one client that
+//! every transport shares: open, talk, pause, open again.
 
+use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +83,60 @@ pub enum Ended {
     /// The server said `reconnect`, or the connection was lost: open another
     /// after the reconnect delay.
     Again,
+}
+
+/// One client as the run sees it, whatever carries its requests: the
+/// transports differ in how they open a link and talk over it, not in when
+/// they open, give up or wait to open again.
+pub trait Conversation: Sized {
+    /// What one connection runs over: a TCP stream, a UDP socket.
+    type Link;
+
+    fn ctx(&self) -> &Arc<Context>;
+
+    /// Where the client opens its links (named when that fails).
+    fn target(&self) -> SocketAddr;
+
+    /// Opens a link to the target.
+    async fn open(&self) -> io::Result<Self::Link>;
+
+    /// Talks over `link` until it is lost, the client's time is up at `end`
+    /// or the run is stopped.
+    async fn converse(&mut self, link: Self::Link, end: Instant, cancelled: Cancelled<'_>) -> Ended;
+
+    /// Runs until the client's time is up or the run is stopped, opening a
+    /// new link after the reconnect delay whenever one fails or is lost. A
+    /// stop ends the client even while a link is opening: a TCP connect may
+    /// otherwise hold it for the whole connect timeout.
+    async fn run(mut self) {
+        let ctx = self.ctx().clone();
+        let end = ctx.client_end();
+        let cancelled = ctx.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
+        while Instant::now() < end && !ctx.cancel.is_cancelled() {
+            let attempt = tokio::select! {
+                biased;
+                _ = &mut cancelled => return,
+                r = self.open() => r,
+            };
+            let link = match attempt {
+                Ok(l) => l,
+                Err(e) => {
+                    ctx.stats.connect_failed(format!("{}: {e}", self.target()));
+                    if !ctx.pause(end, cancelled.as_mut()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            ctx.stats.opened();
+            let ended = self.converse(link, end, cancelled.as_mut()).await;
+            ctx.stats.closed();
+            if ended == Ended::Done || !ctx.pause(end, cancelled.as_mut()).await {
+                return;
+            }
+        }
+    }
 }
 
 /// Runs `plan` until every client is done or `cancel` is cancelled.

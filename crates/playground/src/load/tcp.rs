@@ -26,7 +26,8 @@ use tokio_util::codec::FramedRead;
 
 use super::delivery::{self, Inbox, Pushed};
 use super::net;
-use super::runner::{Cancelled, Context, Ended};
+use super::pace::{Schedule, Step};
+use super::runner::{Cancelled, Context, Conversation, Ended};
 use super::script::{Expect, Script, Verdict};
 use crate::tcp::codec::{Frame, LineCodec};
 
@@ -57,10 +58,7 @@ struct Pending {
 struct Conn {
     pending: VecDeque<Pending>,
     inbox: Inbox,
-    /// When the next request may go (None: when the current one is done).
-    next_send: Option<Instant>,
-    /// The schedule slot of the last paced request.
-    slot: Instant,
+    schedule: Schedule,
     out: BytesMut,
 }
 
@@ -71,36 +69,19 @@ impl Conn {
     }
 }
 
-impl Client {
-    /// Runs until the client's time is up or the run is stopped.
-    pub async fn run(mut self) {
-        let ctx = self.ctx.clone();
-        let end = ctx.client_end();
-        let cancelled = ctx.cancel.clone().cancelled_owned();
-        tokio::pin!(cancelled);
-        while Instant::now() < end && !ctx.cancel.is_cancelled() {
-            let attempt = tokio::select! {
-                biased;
-                _ = &mut cancelled => return,
-                r = net::connect(self.target, self.source, ctx.timing.connect_timeout) => r,
-            };
-            let stream = match attempt {
-                Ok(s) => s,
-                Err(e) => {
-                    ctx.stats.connect_failed(format!("{}: {e}", self.target));
-                    if !ctx.pause(end, cancelled.as_mut()).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            ctx.stats.opened();
-            let ended = self.converse(stream, end, cancelled.as_mut()).await;
-            ctx.stats.closed();
-            if ended == Ended::Done || !ctx.pause(end, cancelled.as_mut()).await {
-                return;
-            }
-        }
+impl Conversation for Client {
+    type Link = TcpStream;
+
+    fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    async fn open(&self) -> std::io::Result<TcpStream> {
+        net::connect(self.target, self.source, self.ctx.timing.connect_timeout).await
     }
 
     async fn converse(&mut self, mut stream: TcpStream, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
@@ -112,36 +93,30 @@ impl Client {
         let mut conn = Conn {
             pending: VecDeque::new(),
             inbox: Inbox::new(ctx.timing.settle.as_micros() as u64),
-            next_send: Some(now),
-            slot: now,
+            schedule: Schedule::starting(now),
             out: BytesMut::new(),
         };
         let timer = sleep_until(end);
         tokio::pin!(timer);
         let ended = loop {
             let now = Instant::now();
-            let closing = now >= end;
-            if closing && conn.waiting().is_none() {
-                break Ended::Done;
-            }
-            if !closing && conn.waiting().is_none() && conn.next_send.is_some_and(|t| t <= now) {
-                if self.send(&mut writer, &mut conn, now).await.is_err() {
-                    ctx.stats.count.resets.fetch_add(1, Relaxed);
-                    break Ended::Again;
+            match conn.schedule.step(now, end, conn.waiting().is_some()) {
+                Step::Close => break Ended::Done,
+                Step::Send => {
+                    if self.send(&mut writer, &mut conn, now).await.is_err() {
+                        ctx.stats.count.resets.fetch_add(1, Relaxed);
+                        break Ended::Again;
+                    }
+                    if conn.pending.len() > MAX_PENDING {
+                        ctx.stats.count.resets.fetch_add(1, Relaxed);
+                        break Ended::Again;
+                    }
+                    continue;
                 }
-                if conn.pending.len() > MAX_PENDING {
-                    ctx.stats.count.resets.fetch_add(1, Relaxed);
-                    break Ended::Again;
-                }
-                continue;
+                Step::Wait => {}
             }
-            let wake = match conn.waiting() {
-                Some(p) => p.sent_at + ctx.timing.read_timeout,
-                None => conn.next_send.map_or(end, |t| t.min(end)),
-            };
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
+            let reply_due = conn.waiting().map(|p| p.sent_at + ctx.timing.read_timeout);
+            conn.schedule.set_timer(timer.as_mut(), reply_due, end);
             tokio::select! {
                 biased;
                 _ = cancelled.as_mut() => break Ended::Done,
@@ -172,7 +147,9 @@ impl Client {
         }
         ended
     }
+}
 
+impl Client {
     /// Sends the script's next request, if it has one.
     async fn send<W: AsyncWrite + Unpin>(
         &mut self,
@@ -180,7 +157,7 @@ impl Client {
         conn: &mut Conn,
         now: Instant,
     ) -> std::io::Result<()> {
-        conn.next_send = None;
+        conn.schedule.hold();
         conn.out.clear();
         let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out) else { return Ok(()) };
         writer.write_all(&conn.out).await?;
@@ -189,20 +166,12 @@ impl Client {
         Ok(())
     }
 
-    /// Schedules the request after the one just finished (replied or timed out).
-    fn schedule_next(&self, conn: &mut Conn, now: Instant) {
-        if self.script.wants_to_send() {
-            conn.slot = self.ctx.pacer.next(conn.slot, now);
-            conn.next_send = Some(conn.slot);
-        }
-    }
-
     fn on_timer(&mut self, conn: &mut Conn, now: Instant) {
         let read_timeout = self.ctx.timing.read_timeout;
         if let Some(p) = conn.pending.back_mut().filter(|p| !p.timed_out && now >= p.sent_at + read_timeout) {
             p.timed_out = true;
             self.ctx.stats.count.timeouts.fetch_add(1, Relaxed);
-            self.schedule_next(conn, now);
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
         }
     }
 
@@ -260,7 +229,7 @@ impl Client {
         }
         let done = conn.pending.pop_front();
         if last && done.is_some_and(|d| !d.timed_out) {
-            self.schedule_next(conn, now);
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
         }
     }
 }
@@ -269,16 +238,10 @@ impl Client {
 mod tests {
     use std::time::Duration;
 
+    use super::*;
+    use crate::load::testing;
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-    use crate::load::delivery::Ledger;
-    use crate::load::pace::Pacer;
-    use crate::load::runner::Timing;
-    use crate::load::script::{Role, ScriptConfig};
-    use crate::load::stats::Stats;
 
     /// An echo server whose first reply comes `delay` late.
     async fn slow_first_echo(delay: Duration) -> SocketAddr {
@@ -305,31 +268,11 @@ mod tests {
     #[tokio::test]
     async fn a_late_reply_is_recognised_not_taken_for_the_next_one() {
         let target = slow_first_echo(Duration::from_millis(150)).await;
-        let start = Instant::now();
-        let ctx = Arc::new(Context {
-            stats: Stats::default(),
-            ledger: Arc::new(Ledger::new("t")),
-            pacer: Pacer::new(None, Duration::from_millis(10), start),
-            cancel: CancellationToken::new(),
-            start,
-            deadline: None,
-            timing: Timing {
-                alive: Duration::from_millis(600),
-                read_timeout: Duration::from_millis(100),
-                reconnect_delay: Duration::from_millis(100),
-                connect_timeout: Duration::from_secs(5),
-                settle: Duration::ZERO,
-            },
-        });
-        let config = ScriptConfig { payload: "p".into(), keys: 1, value_size: 1, seed: 1 };
-        let script = Script::new(Role::Echo, 0, &config, ctx.ledger.clone());
+        let ctx = testing::context();
+        let script = testing::echo_script(&ctx);
         Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
-        let c = ctx.stats.count.snapshot();
         // The first request times out at 100 ms; its reply (at 150 ms) is late,
         // and the second request, sent at 100 ms, gets its own reply.
-        assert_eq!((c.timeouts, c.late_replies, c.wrong_replies, c.resets), (1, 1, 0, 0), "{c:?}");
-        assert_eq!(c.received + c.late_replies + c.unanswered, c.sent, "{c:?}");
-        assert!(c.received > 10, "{c:?}");
-        assert_eq!(ctx.stats.open.load(Relaxed), 0);
+        testing::assert_one_late_reply(&ctx);
     }
 }

@@ -29,7 +29,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::net;
-use super::runner::{Cancelled, Context, Ended};
+use super::pace::{Schedule, Step};
+use super::runner::{Cancelled, Context, Conversation, Ended};
 use super::script::{Expect, Script, Verdict};
 
 /// Timed-out requests a flow remembers to recognise their late replies; a
@@ -64,10 +65,7 @@ struct Flow {
     waiting: Option<Pending>,
     /// Requests that timed out, oldest first.
     late: VecDeque<Pending>,
-    /// When the next request may go (None: when the current one is done).
-    next_send: Option<Instant>,
-    /// The schedule slot of the last paced request.
-    slot: Instant,
+    schedule: Schedule,
     out: BytesMut,
 }
 
@@ -79,66 +77,47 @@ enum Sent {
     Cancelled,
 }
 
-impl Client {
-    /// Runs until the flow's time is up or the run is stopped.
-    pub async fn run(mut self) {
-        let ctx = self.ctx.clone();
-        let end = ctx.client_end();
-        let cancelled = ctx.cancel.clone().cancelled_owned();
-        tokio::pin!(cancelled);
-        while Instant::now() < end && !ctx.cancel.is_cancelled() {
-            let socket = match net::open_udp(self.target, self.source).await {
-                Ok(s) => s,
-                Err(e) => {
-                    ctx.stats.connect_failed(format!("{}: {e}", self.target));
-                    if !ctx.pause(end, cancelled.as_mut()).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            ctx.stats.opened();
-            let ended = self.converse(&socket, end, cancelled.as_mut()).await;
-            ctx.stats.closed();
-            if ended == Ended::Done || !ctx.pause(end, cancelled.as_mut()).await {
-                return;
-            }
-        }
+impl Conversation for Client {
+    type Link = UdpSocket;
+
+    fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
-    async fn converse(&mut self, socket: &UdpSocket, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
+    fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    async fn open(&self) -> std::io::Result<UdpSocket> {
+        net::open_udp(self.target, self.source).await
+    }
+
+    async fn converse(&mut self, socket: UdpSocket, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
         let ctx = self.ctx.clone();
         // A new socket is a new source port: start the conversation afresh.
         self.script.on_connect();
         let now = Instant::now();
         let mut flow =
-            Flow { waiting: None, late: VecDeque::new(), next_send: Some(now), slot: now, out: BytesMut::new() };
+            Flow { waiting: None, late: VecDeque::new(), schedule: Schedule::starting(now), out: BytesMut::new() };
         let mut buf = vec![0u8; self.script.longest_reply() + ERROR_ROOM];
         let timer = sleep_until(end);
         tokio::pin!(timer);
         let ended = loop {
             let now = Instant::now();
-            let closing = now >= end;
-            if closing && flow.waiting.is_none() {
-                break Ended::Done;
-            }
-            if !closing && flow.waiting.is_none() && flow.next_send.is_some_and(|t| t <= now) {
-                match self.send(socket, &mut flow, now, cancelled.as_mut()).await {
+            match flow.schedule.step(now, end, flow.waiting.is_some()) {
+                Step::Close => break Ended::Done,
+                Step::Send => match self.send(&socket, &mut flow, now, cancelled.as_mut()).await {
                     Sent::Ok => continue,
                     Sent::Cancelled => break Ended::Done,
                     Sent::Lost => {
                         ctx.stats.count.resets.fetch_add(1, Relaxed);
                         break Ended::Again;
                     }
-                }
+                },
+                Step::Wait => {}
             }
-            let wake = match &flow.waiting {
-                Some(p) => p.sent_at + ctx.timing.read_timeout,
-                None => flow.next_send.map_or(end, |t| t.min(end)),
-            };
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
+            let reply_due = flow.waiting.as_ref().map(|p| p.sent_at + ctx.timing.read_timeout);
+            flow.schedule.set_timer(timer.as_mut(), reply_due, end);
             tokio::select! {
                 biased;
                 _ = cancelled.as_mut() => break Ended::Done,
@@ -157,11 +136,13 @@ impl Client {
         ctx.stats.count.unanswered.fetch_add(left as u64, Relaxed);
         ended
     }
+}
 
+impl Client {
     /// Sends the script's next request, if it has one: `login` over TCP,
     /// anything else as a datagram.
     async fn send(&mut self, socket: &UdpSocket, flow: &mut Flow, now: Instant, cancelled: Cancelled<'_>) -> Sent {
-        flow.next_send = None;
+        flow.schedule.hold();
         flow.out.clear();
         let Some(expect) = self.script.next(self.ctx.micros(now), &mut flow.out) else { return Sent::Ok };
         if expect == Expect::Token {
@@ -187,7 +168,7 @@ impl Client {
     async fn login(&mut self, mut expect: Expect, flow: &mut Flow) {
         let ctx = self.ctx.clone();
         let (count, timing) = (&ctx.stats.count, &ctx.timing);
-        let retry = |flow: &mut Flow| flow.next_send = Some(Instant::now() + timing.reconnect_delay);
+        let retry = |flow: &mut Flow| flow.schedule.retry_at(Instant::now() + timing.reconnect_delay);
         let mut stream = match net::connect(self.login, self.source, timing.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
@@ -223,15 +204,7 @@ impl Client {
                 }
             }
         }
-        self.schedule_next(flow, Instant::now());
-    }
-
-    /// Schedules the request after the one just finished (replied or timed out).
-    fn schedule_next(&self, flow: &mut Flow, now: Instant) {
-        if self.script.wants_to_send() {
-            flow.slot = self.ctx.pacer.next(flow.slot, now);
-            flow.next_send = Some(flow.slot);
-        }
+        flow.schedule.after(&self.ctx.pacer, &self.script, Instant::now());
     }
 
     fn on_timer(&mut self, flow: &mut Flow, now: Instant) {
@@ -245,7 +218,7 @@ impl Client {
             flow.late.pop_front();
             count.unanswered.fetch_add(1, Relaxed);
         }
-        self.schedule_next(flow, now);
+        flow.schedule.after(&self.ctx.pacer, &self.script, now);
     }
 
     /// A datagram from the target: the reply to the request in flight, or a
@@ -291,7 +264,7 @@ impl Client {
             }
         }
         if in_time {
-            self.schedule_next(flow, now);
+            flow.schedule.after(&self.ctx.pacer, &self.script, now);
         }
     }
 }
@@ -306,14 +279,8 @@ fn trim(reply: &[u8]) -> &[u8] {
 mod tests {
     use std::time::Duration;
 
-    use tokio_util::sync::CancellationToken;
-
     use super::*;
-    use crate::load::delivery::Ledger;
-    use crate::load::pace::Pacer;
-    use crate::load::runner::Timing;
-    use crate::load::script::{Role, ScriptConfig};
-    use crate::load::stats::Stats;
+    use crate::load::testing;
 
     /// A UDP echo server that holds back its first reply for `delay` while
     /// answering the others at once, so that reply arrives out of order.
@@ -339,32 +306,12 @@ mod tests {
     #[tokio::test]
     async fn a_late_reply_is_recognised_by_its_sequence_number() {
         let target = slow_first_echo(Duration::from_millis(150)).await;
-        let start = Instant::now();
-        let ctx = Arc::new(Context {
-            stats: Stats::default(),
-            ledger: Arc::new(Ledger::new("t")),
-            pacer: Pacer::new(None, Duration::from_millis(10), start),
-            cancel: CancellationToken::new(),
-            start,
-            deadline: None,
-            timing: Timing {
-                alive: Duration::from_millis(600),
-                read_timeout: Duration::from_millis(100),
-                reconnect_delay: Duration::from_millis(100),
-                connect_timeout: Duration::from_secs(5),
-                settle: Duration::ZERO,
-            },
-        });
-        let config = ScriptConfig { payload: "p".into(), keys: 1, value_size: 1, seed: 1 };
-        let script = Script::new(Role::Echo, 0, &config, ctx.ledger.clone());
+        let ctx = testing::context();
+        let script = testing::echo_script(&ctx);
         let login = "127.0.0.1:9".parse().unwrap();
         Client { id: 0, target, login, source: None, script, ctx: ctx.clone() }.run().await;
-        let c = ctx.stats.count.snapshot();
         // The first datagram times out at 100 ms; its reply comes at 150 ms,
         // while a newer request waits, and is told apart from that one's.
-        assert_eq!((c.timeouts, c.late_replies, c.wrong_replies, c.resets), (1, 1, 0, 0), "{c:?}");
-        assert_eq!(c.received + c.late_replies + c.unanswered, c.sent, "{c:?}");
-        assert!(c.received > 10, "{c:?}");
-        assert_eq!(ctx.stats.open.load(Relaxed), 0);
+        testing::assert_one_late_reply(&ctx);
     }
 }

@@ -52,6 +52,39 @@ pub fn assert_accounted(r: &Value) {
     assert_eq!(total(r, "sent"), ends, "{:#}", r["totals"]);
 }
 
+/// Runs the original client's positional form over `protocol` ("tcp" or
+/// "udp") against `port`: 5 connections, one a millisecond, each sending
+/// every 20 ms for 1 s. Returns the text report.
+pub fn positional_echo(protocol: &str, port: u16) -> String {
+    let port = port.to_string();
+    load(&[
+        protocol,
+        "5",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "1ms",
+        "--msg-interval",
+        "20ms",
+        "--alive",
+        "1s",
+        "--read-timeout",
+        "2s",
+    ])
+}
+
+/// Checks that each `(args, needle)` load is refused, with an error that
+/// names `needle`, and without a panic.
+pub fn assert_refused(cases: &[(&[&str], &str)]) {
+    for (args, needle) in cases {
+        let out = run_load(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 /// The first number on the text report's line that starts with `name`.
 pub fn field(report: &str, name: &str) -> u64 {
     let line = report.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{report}"));

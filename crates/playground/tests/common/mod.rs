@@ -29,6 +29,33 @@ pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A well-formed token that no server handed out.
+pub const UNKNOWN_TOKEN: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+/// The rows of the command and error tables that hold over TCP and UDP
+/// alike, as (request, reply), for a session logged in with token `t`. One
+/// protocol, whatever carries it: each transport's test adds only its own
+/// rows. In order: `k1` is set before it is read.
+pub fn rows_for_both_transports(t: &str) -> Vec<(String, String)> {
+    vec![
+        ("msg:hello".into(), "hello".into()),
+        ("msg:a:b:c".into(), "a:b:c".into()),
+        ("msg".into(), "error: something is missing from msg:content".into()),
+        ("msg:".into(), "error: something is missing from msg:content".into()),
+        (format!("mcset:{t}:k1:v:1"), "success".into()),
+        (format!("mcget:{t}:k1"), "v:1".into()),
+        (format!("mcset:{t}:k1"), "error: something is missing from mcset:token:key:value".into()),
+        (format!("mcset:{UNKNOWN_TOKEN}:k:v"), "error: invalid token".into()),
+        (format!("mcset:{t}:{}:v", "k".repeat(65)), "error: either key length > 64 or value length > 256".into()),
+        (format!("mcset:{t}:k:{}", "v".repeat(257)), "error: either key length > 64 or value length > 256".into()),
+        (format!("mcset:{t}:a b:v"), "error: invalid key".into()),
+        (format!("mcget:{t}"), "error: something is missing from mcget:key".into()),
+        (format!("mcget:{UNKNOWN_TOKEN}:k1"), "error: invalid token".into()),
+        (format!("mcget:{t}:{}", "k".repeat(65)), "error: key length > 64".into()),
+        (format!("mcget:{t}:missing"), "error: finding key missing".into()),
+    ]
+}
+
 /// A running `playground` process, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -90,6 +117,18 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("server not ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    /// Checks that `/readyz` turns 503 within a second (after SIGTERM: well
+    /// before SIGTERM_TIMEOUT).
+    pub fn assert_turns_unready(&self) {
+        for _ in 0..40 {
+            if http_get(self.admin, "/readyz").map(|r| r.0) == Some(503) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("/readyz must turn 503 after SIGTERM");
     }
 
     /// A new client connection.
