@@ -11,6 +11,9 @@ import subprocess
 import time
 import urllib.request
 
+from net import free_port  # noqa: F401 - one loopback port finder for every script
+from procs import stop_proc
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BIN = os.path.join(TARGET, "release", "playground")
@@ -25,12 +28,6 @@ def build(examples=()):
 
 def example(name):
     return os.path.join(TARGET, "release", "examples", name)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def machine():
@@ -108,16 +105,7 @@ def start(cmd, env=None, log=None):
 
 
 def stop(proc, sig=signal.SIGKILL):
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_proc(proc, sig, grace=30)
 
 
 def start_server(role="tcp", env=None):

@@ -1,0 +1,120 @@
+"""The checks of scripts/e2e once the load is stopped: the load's JSON
+reports (errors, reconnects, broadcast delivery, cache values), the UDP echo
+client, the lifecycle logs in OpenSearch, and every instance's clean stop."""
+
+import json
+import os
+import signal
+import subprocess
+
+from net import http, wait_until
+from procs import Failure, signal_proc
+
+from .clients import UdpEcho
+from .config import ALIAS, OPENSEARCH, RECONNECT_GRACE, SIGTERM_TIMEOUT
+from .report import log, short, verdict
+from .services import PHRASES, lifecycle_logs
+
+
+def load_report(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def final_checks(loads, udp_echo, n1, tcp, udp, victim, index):
+    """Stops the load and the UDP client and checks what they report, then
+    the logs and the final stop of every instance."""
+    # --- the load's own account ---
+    log("stopping the load (SIGINT: it reports what ran)")
+    for name, (p, _) in loads.items():
+        signal_proc(p, signal.SIGINT)
+    udp_echo.stop.set()
+    reports = {}
+    for name, (p, path) in loads.items():
+        try:
+            code = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code != 0 or not os.path.exists(path):
+            verdict(f"load {name}: report", "exit 0 and a JSON report", f"exit {code}", False)
+            continue
+        reports[name] = load_report(path)
+    udp_echo.join(UdpEcho.TIMEOUT + 5)
+
+    reconnects = sum(r["totals"]["reconnects"] for r in reports.values())
+    verdict("load: one reconnect per client tcp-1 held", n1, reconnects, reconnects == n1)
+    for name, r in reports.items():
+        t = r["totals"]
+        kinds = ("connect_errors", "resets", "timeouts", "wrong_replies", "publish_errors")
+        detail = ", ".join(f"{k} {t[k]}" for k in kinds if t[k]) or "none"
+        verdict(f"load {name}: errors other than reconnects", 0,
+                f"{r['errors']} ({detail}); {t['received']} replies, {t['reconnects']} reconnects",
+                r["errors"] == 0 and t["received"] > 0)
+        opened_ok = t["connections_opened"] == r["connections"] + t["reconnects"]
+        verdict(f"load {name}: every client reconnected", f"{r['connections'] + t['reconnects']} opened",
+                f"{t['connections_opened']} opened", opened_ok)
+    if "broadcast" in reports:
+        r = reports["broadcast"]
+        c, t = r["broadcast"]["check"], r["totals"]
+        verdict("broadcast: delivery check (every client, while connected)", "0 missing, 0 extra, 0 duplicates",
+                f"{c['expected']} expected, {c['received']} received, {c['missing']} missing, {c['extra']} extra, "
+                f"{t['duplicate_deliveries']} duplicates; {t['published']} published, delivery p99 "
+                f"{r['broadcast']['delivery_latency_ms']['p99']:.0f} ms, max "
+                f"{r['broadcast']['delivery_latency_ms']['max']:.0f} ms",
+                c["missing"] == 0 and c["extra"] == 0 and t["duplicate_deliveries"] == 0
+                and t["published"] > 0 and c["expected"] > 0)
+    if "cache" in reports:
+        t = reports["cache"]["totals"]
+        verdict("cache: values read back on any instance", "0 wrong replies",
+                f"{t['wrong_replies']} wrong of {t['received'] + t['late_replies']} replies", t["wrong_replies"] == 0)
+
+    served = {short(i.pod): int(i.metric("playground_udp_packets_received_total") or 0) for i in udp.values()}
+    u = udp_echo
+    verdict("udp echo through nginx", f"{u.sent} answered, both instances used",
+            f"{u.answered} answered, {u.lost} lost, {u.wrong} wrong, {u.late} late"
+            + (f", error {u.error}" if u.error else "") + "; " + ", ".join(f"{k} {v}" for k, v in served.items()),
+            u.error is None and u.sent > 0 and u.answered == u.sent and u.wrong == 0
+            and all(served.values()))
+
+    # --- lifecycle logs through the logger ---
+    pods = [victim.pod] + [i.pod for i in tcp.values()] + [i.pod for i in udp.values()]
+
+    def logs_of(want):
+        found = lifecycle_logs(pods)
+        return found if all(found[p][w] >= 1 for p, ws in want.items() for w in ws) else None
+
+    want = {p: ("Listening",) for p in pods}
+    want[victim.pod] = PHRASES
+    try:
+        found = wait_until("lifecycle logs in OpenSearch", 60, lambda: logs_of(want), 1.0)
+    except Failure as e:
+        log(str(e))
+        found = lifecycle_logs(pods)
+    alias_ok = index in json.loads(http("GET", f"{OPENSEARCH}/_alias/{ALIAS}")[1] or "{}")
+    verdict(f"logs via {ALIAS}: Listening of every instance", f"{len(pods)} pods",
+            f"{sum(1 for p in pods if found[p]['Listening'])} pods" + ("" if alias_ok else f"; {index} not in alias"),
+            alias_ok and all(found[p]["Listening"] for p in pods))
+    verdict(f"logs via {ALIAS}: tcp-1 Shutting down, Shutdown complete", "both",
+            ", ".join(f"{w} {found[victim.pod][w]}" for w in PHRASES[1:]),
+            all(found[victim.pod][w] for w in PHRASES[1:]))
+
+    # --- every instance stops cleanly and says so ---
+    rest = list(tcp.values()) + list(udp.values())
+    for i in rest:
+        i.proc.send_signal(signal.SIGTERM)
+    codes = {}
+    for i in rest:
+        try:
+            codes[short(i.pod)] = i.proc.wait(timeout=SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
+        except subprocess.TimeoutExpired:
+            codes[short(i.pod)] = None
+    want = {i.pod: PHRASES[1:] for i in rest}
+    try:
+        found = wait_until("shutdown logs in OpenSearch", 60, lambda: logs_of(want), 1.0)
+    except Failure as e:
+        log(str(e))
+        found = lifecycle_logs(pods)
+    logged = [short(i.pod) for i in rest if all(found[i.pod][w] for w in PHRASES[1:])]
+    verdict("final stop: every instance exits 0 and logs Shutdown complete", f"{len(rest)} instances",
+            f"exit codes {codes}; logged by {len(logged)}",
+            all(c == 0 for c in codes.values()) and len(logged) == len(rest))

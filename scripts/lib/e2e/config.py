@@ -1,0 +1,44 @@
+"""What scripts/e2e runs against and with: the services' addresses, the
+tools' paths, the servers' drain times and the sizes of the short and full
+runs. BIN is the binary under test, set by main() once it is built."""
+
+import os
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+SERVICES = os.path.join(ROOT, "scripts", "services")
+STATE = os.environ.get("PLAYGROUND_STATE") or os.path.expanduser("~/.cache/playground/state")
+CACHE = os.environ.get("PLAYGROUND_CACHE") or os.path.expanduser("~/.cache/playground")
+
+KAFKA = "127.0.0.1:9092"
+KAFKA_USER = os.environ.get("KAFKA_SASL_USER", "user")
+KAFKA_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "password")
+MEMCACHED_PORT = 11211
+OPENSEARCH = "http://127.0.0.1:9200"
+ALIAS = "k8s-logs"
+NAMESPACE = "e2e"  # the Kubernetes namespace label Prometheus attaches
+
+NGINX = "/usr/sbin/nginx"
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+# Seconds a draining instance keeps serving, and the time its clients get to
+# leave after `reconnect`: short, so that the scenario is short.
+SIGTERM_TIMEOUT = 3
+RECONNECT_GRACE = 5
+# The load's --settle: broadcasts sent this long before a client's connection
+# ends may still be on their way and are not expected to reach it. Kafka
+# delivers within tens of milliseconds here, but this machine's two cores
+# also run Kafka, OpenSearch and Prometheus, and a stall of most of a second
+# has been seen; the default (1 s) would then report a broadcast in flight
+# as lost.
+SETTLE = "2s"
+
+SHORT = dict(
+    broadcast_clients=60, broadcasters=3, cache_clients=30, conn_interval="10ms",
+    udp_flows=10, udp_interval=0.1, probes=30, warm=4, hold_scaled_out=3, hold_scaled_in=5,
+    timeout=240)
+FULL = dict(
+    broadcast_clients=600, broadcasters=6, cache_clients=300, conn_interval="4ms",
+    udp_flows=50, udp_interval=0.1, probes=300, warm=20, hold_scaled_out=20, hold_scaled_in=30,
+    timeout=900)
+
+BIN = None  # the binary under test

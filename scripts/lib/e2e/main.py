@@ -1,0 +1,91 @@
+"""scripts/e2e's command line and frame: the binary under test, the
+services, the time limit (SIGALRM), Ctrl-C and SIGTERM, the teardown of
+everything started (also on failure), the verdict table and exit code."""
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+from net import http
+from procs import Deadline, Failure, run, stop_all, trap_signals
+from runlog import elapsed
+
+from . import config
+from .config import FULL, OPENSEARCH, ROOT, SHORT
+from .report import RESULTS, log, print_table, verdict
+from .scenario import scenario
+from .services import ensure_services, kafka_topic_tool, service, stop_services
+
+
+def build_binary():
+    if os.environ.get("PLAYGROUND_BIN"):
+        return os.environ["PLAYGROUND_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    log("cargo build --release (the binary under test)")
+    run(["cargo", "build", "--release", "--locked", "--bin", "playground"], timeout=1800)
+    return os.path.join(target, "release", "playground")
+
+
+def main(doc):
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="fewer clients, shorter phases (scripts/test)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    cfg = dict(SHORT if args.short else FULL)
+    cfg["timeout"] = float(os.environ.get("E2E_TIMEOUT", cfg["timeout"]))
+
+    trap_signals(interrupt=True)
+    # Children inherit the open-file limit: nginx and the load need two
+    # descriptors per proxied connection.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    run_id = f"e2e-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    work = tempfile.mkdtemp(prefix=f"{run_id}-")
+    mode = "short" if args.short else "full"
+    log(f"run {run_id} ({mode}), work directory {work}")
+    status, index, topics = 1, None, None
+    scenario_started = None
+    try:
+        config.BIN = build_binary()
+        ensure_services()
+        scenario_started = time.monotonic()
+        signal.alarm(int(cfg["timeout"]))
+        index, topics = scenario(cfg, work, run_id)
+    except Deadline:
+        verdict("time limit", f"done within {cfg['timeout']:.0f} s", "not done (E2E_TIMEOUT)", False)
+    except KeyboardInterrupt:
+        verdict("interrupted", "run to the end", "interrupted", False)
+    except Failure as e:
+        verdict("error", "no error", str(e).splitlines()[0], False)
+        print(str(e), file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - reported as a verdict, with the traceback
+        import traceback
+        traceback.print_exc()
+        verdict("error", "no error", f"{type(e).__name__}: {e}", False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the teardown
+        stop_all()
+        if not args.keep:
+            index = index or f"{run_id}-logs"
+            http("DELETE", f"{OPENSEARCH}/{index}")
+            if service("kafka", "status", 30) == 0:
+                kafka_topic_tool(["--delete", "--if-exists", "--topic", f"{run_id}-.*"], timeout=60)
+        stop_services()
+        scenario_secs = time.monotonic() - scenario_started if scenario_started else 0
+        status = 0 if RESULTS and all(ok for *_, ok in RESULTS) else 1
+        print_table(f"e2e verdict ({mode}, run {run_id}: scenario {scenario_secs:.0f} s, "
+                    f"total {elapsed():.0f} s)")
+        if args.keep or status:
+            print(f"  logs, configs and reports kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        print("e2e: " + ("all checks passed" if status == 0 else "FAILED"))
+    return status

@@ -1,0 +1,230 @@
+"""The scenario of scripts/e2e in order: services and instances, load
+through nginx, scale out (tcp-3), scale in (tcp-1 drains), then the checks
+of checks.py. Each step records its verdicts; a step that cannot go on
+raises Failure."""
+
+import os
+import signal
+import subprocess
+import time
+
+from net import free_port, http, wait_until
+from procs import Failure, spawn
+
+from . import config
+from .checks import final_checks
+from .clients import UdpEcho, echo_once, open_probes
+from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, NAMESPACE, OPENSEARCH,
+                     RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT)
+from .instances import Instance, Scraper, established
+from .nginx import Nginx
+from .report import fmt, log, short, verdict
+from .services import ensure_tools, kafka_topic_tool
+
+
+def scenario(cfg, work, run_id):
+    logdir = os.path.join(work, "logs")
+    os.makedirs(logdir)
+
+    installed = ensure_tools()
+    verdict("tools: nginx + stream module, prometheus", "installed",
+            f"apt-get install {' '.join(installed)}" if installed else "already installed", True)
+
+    bcast_topic, log_topic = f"{run_id}-broadcasts", f"{run_id}-logs"
+    index = f"{run_id}-logs"
+    # Topics with the usual three partitions, before any instance looks for them.
+    rc, out = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
+                                "1", "--topic", bcast_topic])
+    rc2, out2 = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
+                                  "1", "--topic", log_topic])
+    if rc or rc2:
+        raise Failure(f"creating the run's topics failed:\n{out[-800:]}\n{out2[-800:]}")
+
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("MEMCACHED_", "KAFKA_", "ELASTICSEARCH_", "PLAYGROUND_", "RUST_LOG"))}
+    shared = dict(base,
+                  MEMCACHED_SERVICE="127.0.0.1", MEMCACHED_PORT=str(MEMCACHED_PORT),
+                  KAFKA_BROKERS=KAFKA, KAFKA_SASL_USER=KAFKA_USER, KAFKA_SASL_PASSWORD=KAFKA_PASSWORD,
+                  KAFKA_BCAST_TOPIC=bcast_topic, KAFKA_LOGGING_TOPIC=log_topic,
+                  BIND_ADDRESS="127.0.0.1", ADMIN_BIND_ADDRESS="127.0.0.1",
+                  SIGTERM_TIMEOUT=str(SIGTERM_TIMEOUT), RECONNECT_GRACE=f"{RECONNECT_GRACE}s",
+                  LOG_LEVEL="info")
+
+    logger_admin = free_port()
+    logger = spawn(f"{run_id}-logger", [config.BIN, "logger"], dict(
+        shared, ADMIN_PORT=str(logger_admin), POD_NAME=f"{run_id}-logger",
+        KAFKA_CONSUMER_GROUP=f"{run_id}-logger", ELASTICSEARCH_ENDPOINT=OPENSEARCH,
+        ELASTICSEARCH_LOGGING_INDEX=index, ELASTICSEARCH_ALIAS=ALIAS, ELASTICSEARCH_REPLICAS="0",
+        ELASTICSEARCH_USERNAME="", SHUTDOWN_TIMEOUT="10s"), logdir)
+
+    tcp = {n: Instance("tcp", f"{run_id}-tcp-{n}", shared, logdir) for n in (1, 2)}
+    udp = {n: Instance("udp", f"{run_id}-udp-{n}", shared, logdir) for n in (1, 2)}
+    servers = list(tcp.values()) + list(udp.values())
+    for i in servers:
+        wait_until(f"{i.pod} ready", 30, i.ready)
+
+    def logger_ready():
+        if logger.poll() is not None:
+            raise Failure(f"the logger exited with {logger.returncode}")
+        return http("GET", f"http://127.0.0.1:{logger_admin}/readyz", timeout=2)[0] == 200
+
+    wait_until("logger ready (Kafka and OpenSearch reachable)", 60, logger_ready)
+    verdict("instances ready (/readyz 200)", "2 tcp, 2 udp, 1 logger", "2 tcp, 2 udp, 1 logger", True)
+
+    nginx = Nginx(work, logdir)
+    nginx.write([i.port for i in tcp.values()], [i.port for i in udp.values()])
+    nginx.start(base)
+
+    prom = Scraper(work, logdir)
+
+    class LoggerTarget:  # the logger is scraped too
+        role, pod, admin = "logger", f"{run_id}-logger", logger_admin
+
+    scraped = servers + [LoggerTarget]
+    prom.set_targets(scraped)
+    prom.start(60)
+    up = wait_until("Prometheus scraping every instance", 30, lambda: prom.up() == prom.targets and prom.up())
+    verdict("Prometheus scrapes every instance (1 s)", f"{len(scraped)} targets up", f"{len(up)} up", True)
+
+    # --- load through the balancer ---
+    clients = cfg["broadcast_clients"] + cfg["cache_clients"]
+    limit = int(cfg["timeout"])
+    # A reply later than --read-timeout counts as an error: 10 s, so that only
+    # a reply that is really missing does (latency is the benchmarks' job).
+    common = ["--conn-interval", cfg["conn_interval"], "--msg-interval", "250ms", "--alive", "3600",
+              "--duration", str(limit), "--read-timeout", "10s", "--reconnect-delay", "1s", "--settle", SETTLE,
+              "--threads", "1", "--progress", "plain", "--progress-interval", "5s"]
+    loads = {}
+    for name, n, extra in (
+            ("broadcast", cfg["broadcast_clients"], ["--scenario", "broadcast", "--broadcasters",
+                                                     str(cfg["broadcasters"])]),
+            ("cache", cfg["cache_clients"], ["--scenario", "cache"])):
+        report = os.path.join(work, f"load-{name}.json")
+        p = spawn(f"load-{name}", [config.BIN, "load", "tcp", str(n), "127.0.0.1", str(nginx.tcp_port), *extra,
+                                   *common, "--json", report], base, logdir)
+        loads[name] = (p, report)
+
+    udp_echo = UdpEcho(nginx.udp_port, cfg["udp_flows"], cfg["udp_interval"],
+                       limit=int(cfg["udp_flows"] / cfg["udp_interval"] * limit), tag=run_id)
+    udp_echo.start()
+
+    def all_connected():
+        for name, (p, _) in loads.items():
+            if p.poll() is not None:
+                raise Failure(f"load {name} exited with {p.returncode}")
+        held = {i.pod: i.connections() for i in tcp.values()}
+        return held if sum(held.values()) == clients else None
+
+    held = wait_until("every load client connected through nginx", 60 + clients * 0.02, all_connected)
+    verdict("load clients spread by nginx over tcp-1, tcp-2",
+            f"{clients} connections, both instances used", ", ".join(f"{short(k)} {v}" for k, v in held.items()),
+            all(held.values()))
+    log(f"load running: {cfg['broadcast_clients']} broadcast clients ({cfg['broadcasters']} sending), "
+        f"{cfg['cache_clients']} cache clients, {cfg['udp_flows']} UDP flows; holding {cfg['warm']}s")
+    time.sleep(cfg["warm"])  # traffic before the scale-out; nothing is checked on it
+
+    # --- scale out ---
+    log("scale out: starting tcp-3")
+    tcp[3] = Instance("tcp", f"{run_id}-tcp-3", shared, logdir)
+    wait_until(f"{tcp[3].pod} ready", 30, tcp[3].ready)
+    scraped.append(tcp[3])
+    prom.set_targets(scraped)
+    udp_echo.quiet()
+    nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
+    udp_echo.resume()
+    log(f"tcp-3 in nginx; opening {cfg['probes']} probe connections through nginx")
+    probes = open_probes(nginx.tcp_port, cfg["probes"], run_id)
+    probe_addrs = {f"127.0.0.1:{s.getsockname()[1]}" for s in probes}
+
+    def agreed():
+        own = tcp[3].connections()
+        kernel = established(tcp[3].port)
+        prom_v = prom.by_pod(f'playground_tcp_connections{{namespace="{NAMESPACE}",pod="{tcp[3].pod}"}}')
+        seen = prom_v.get(tcp[3].pod)
+        return (own, kernel, seen) if own > 0 and own == kernel == seen else None
+
+    try:
+        own, kernel, seen = wait_until("tcp-3: Prometheus, /metrics and the kernel agree", 20, agreed)
+    except Failure as e:
+        own = kernel = seen = None
+        log(str(e))
+    verdict("scale out: new connections reach tcp-3", f"> 0 of {cfg['probes']} probes",
+            f"{own} connections", bool(own))
+    verdict("scale out: tcp-3 connections in Prometheus", "= its /metrics = kernel sockets",
+            f"Prometheus {fmt(seen)}, /metrics {fmt(own)}, kernel {fmt(kernel)}",
+            own is not None and own == kernel == seen)
+
+    # Which probes nginx sent to tcp-3: it logs each session when it ends.
+    for s in probes:
+        s.close()
+
+    def probe_sessions():
+        mine = [(c, u) for proto, c, u in nginx.sessions() if proto == "TCP" and c in probe_addrs]
+        return mine if len(mine) == len(probe_addrs) else None
+
+    mine = wait_until("nginx access log lines of every probe", 15, probe_sessions)
+    via3 = sum(1 for _, u in mine if u == f"127.0.0.1:{tcp[3].port}")
+    verdict("scale out: Prometheus value = probes nginx sent to tcp-3", fmt(seen),
+            f"{via3} of {len(mine)} probes (nginx access log)", seen is not None and via3 == seen)
+
+    # The probes are gone: tcp-3 is back to what the load holds on it (none).
+    time.sleep(cfg["hold_scaled_out"])  # the load runs on three instances; checked at the end
+
+    # --- scale in ---
+    victim = tcp[1]
+    n1 = wait_until("tcp-1's connection count settled", 10,
+                    lambda: (lambda c: (c,) if c == established(victim.port) else None)(victim.connections()))[0]
+    log(f"scale in: SIGTERM to tcp-1, which holds {n1} load clients")
+    sigterm_at = time.monotonic()
+    victim.proc.send_signal(signal.SIGTERM)
+    wait_until("tcp-1 /readyz 503", SIGTERM_TIMEOUT, lambda: victim.get("/readyz")[0] == 503, 0.02)
+    not_ready_after = time.monotonic() - sigterm_at
+    still_serving = echo_once(victim.port, f"draining-{run_id}") and victim.proc.poll() is None
+    served_within = time.monotonic() - sigterm_at
+    verdict("scale in: tcp-1 /readyz after SIGTERM", f"503 before SIGTERM_TIMEOUT ({SIGTERM_TIMEOUT} s)",
+            f"503 after {not_ready_after * 1000:.0f} ms", True)
+    verdict("scale in: tcp-1 still serves while draining", "echo answered",
+            f"{'answered' if still_serving else 'not answered'} {served_within:.1f} s after SIGTERM", still_serving)
+
+    # Kubernetes takes a pod that is not ready out of the endpoints.
+    del tcp[1]
+    udp_echo.quiet()
+    nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
+    udp_echo.resume()
+    log("tcp-1 out of nginx; waiting for it to send reconnect and exit")
+    try:
+        code = victim.proc.wait(timeout=SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.monotonic() - sigterm_at
+    verdict("scale in: tcp-1 exits after SIGTERM_TIMEOUT", f"exit 0, >= {SIGTERM_TIMEOUT} s",
+            f"exit {code} after {took:.1f} s", code == 0 and took >= SIGTERM_TIMEOUT)
+    scraped.remove(victim)
+    prom.set_targets(scraped)
+
+    def came_back():
+        held = {i.pod: i.connections() for i in tcp.values()}
+        return held if sum(held.values()) == clients else None
+
+    try:
+        back = wait_until("tcp-1's clients back through nginx", 30, came_back)
+    except Failure as e:
+        back = {i.pod: i.connections() for i in tcp.values()}
+        log(str(e))
+    verdict("scale in: tcp-1's clients came back to tcp-2, tcp-3", f"{clients} connections on them",
+            ", ".join(f"{short(k)} {v}" for k, v in back.items()), sum(back.values()) == clients)
+
+    def prom_total():
+        got = prom.by_pod(f'sum(playground_tcp_connections{{namespace="{NAMESPACE}"}})')
+        return got if got.get("") == clients else None
+
+    try:
+        total = wait_until("Prometheus total", 20, prom_total).get("")
+    except Failure:
+        total = prom.by_pod(f'sum(playground_tcp_connections{{namespace="{NAMESPACE}"}})').get("")
+    verdict("scale in: Prometheus sum(playground_tcp_connections)", clients, fmt(total), total == clients)
+
+    time.sleep(cfg["hold_scaled_in"])  # the load runs on the two left; checked below
+
+    final_checks(loads, udp_echo, n1, tcp, udp, victim, index)
+    return index, (bcast_topic, log_topic)

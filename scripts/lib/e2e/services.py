@@ -1,0 +1,100 @@
+"""The services scripts/e2e needs: nginx and prometheus (Debian packages,
+installed when missing); memcached, Kafka and OpenSearch (scripts/services,
+started when down and then stopped at the end); the run's Kafka topics; and
+the instances' lifecycle logs as OpenSearch holds them."""
+
+import json
+import os
+import threading
+
+from net import http
+from procs import Failure, apt_install, run
+from prom import PROMETHEUS
+
+from .config import ALIAS, CACHE, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, SERVICES, STATE
+from .report import log, verdict
+
+
+def ensure_tools():
+    missing = []
+    if not os.access(NGINX, os.X_OK):
+        missing.append("nginx")
+    if not os.path.exists(NGINX_STREAM_MODULE):
+        missing.append("libnginx-mod-stream")
+    if not os.access(PROMETHEUS, os.X_OK):
+        missing.append("prometheus")
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        apt_install(missing)
+    return missing
+
+
+def service(name, cmd, timeout):
+    return run([os.path.join(SERVICES, name), cmd], timeout=timeout, check=False)[0]
+
+
+STARTED_SERVICES = []  # started by this run, stopped at its end
+
+
+def ensure_services():
+    """Starts memcached, Kafka and OpenSearch unless they already answer.
+    Starts run in parallel: Kafka and OpenSearch take a while."""
+    errors = {}
+
+    def start(name):
+        if service(name, "status", 60) == 0:
+            log(f"{name}: already running, left as it is")
+            return
+        STARTED_SERVICES.append(name)
+        log(f"{name}: starting")
+        rc, out = run([os.path.join(SERVICES, name), "start"], timeout=600, check=False)
+        if rc != 0:
+            errors[name] = out[-1500:]
+
+    threads = [threading.Thread(target=start, args=(n,), daemon=True)
+               for n in ("memcached", "kafka", "opensearch")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verdict("services: memcached, Kafka, OpenSearch", "answering",
+            "failed: " + ", ".join(errors) if errors else
+            "started " + (", ".join(STARTED_SERVICES) or "none") + "; the rest were running",
+            not errors)
+    if errors:
+        raise Failure("\n".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def stop_services():
+    for name in reversed(STARTED_SERVICES):
+        log(f"{name}: stopping (this run started it)")
+        try:
+            run([os.path.join(SERVICES, name), "stop"], timeout=120, check=False)
+        except Failure as e:
+            log(f"{name}: {e}")
+
+
+def kafka_topic_tool(args, timeout=120):
+    """Kafka's TopicCommand, as scripts/services/kafka runs it."""
+    lib = os.path.join(CACHE, "kafka", os.environ.get("KAFKA_VERSION", "4.4.0"), "lib", "*")
+    props = os.path.join(STATE, "kafka", "client.properties")
+    return run(["java", "-cp", lib, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", KAFKA,
+                "--command-config", props, *args], timeout=timeout, check=False)
+
+
+PHRASES = ("Listening", "Shutting down", "Shutdown complete")
+
+
+def lifecycle_logs(pods):
+    """{pod: {phrase: count}} of the lifecycle lines found through the alias."""
+    body = {"size": 0, "query": {"terms": {"pod": pods}}, "aggs": {"pods": {
+        "terms": {"field": "pod", "size": len(pods) + 5},
+        "aggs": {"what": {"filters": {"filters": {p: {"match_phrase": {"text": p}} for p in PHRASES}}}}}}}
+    http("POST", f"{OPENSEARCH}/{ALIAS}/_refresh")
+    status, text = http("POST", f"{OPENSEARCH}/{ALIAS}/_search", body)
+    if status != 200:
+        raise ValueError(f"search through {ALIAS}: HTTP {status} {text[:300]}")
+    found = {p: dict.fromkeys(PHRASES, 0) for p in pods}
+    for b in json.loads(text)["aggregations"]["pods"]["buckets"]:
+        found[b["key"]] = {p: v["doc_count"] for p, v in b["what"]["buckets"].items()}
+    return found
