@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::load::LoadArgs;
+use crate::tcp::FramingMode;
 
 /// Serve huge numbers of TCP connections and UDP packets across many
 /// instances, with shared state in memcached and broadcasts over Kafka.
@@ -94,6 +95,16 @@ pub struct TcpOptions {
     /// Maximum command length in bytes; longer lines get `error: line too long`.
     #[arg(long, env = "BUFF_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
     pub buff_size: u32,
+    /// TCP framing: `line` (one command per `\n`-terminated line), `packet`
+    /// (the original's: each read is one command, replies have no line
+    /// ending), or `auto` (each connection's first command decides).
+    #[arg(long, env = "TCP_FRAMING", value_enum, default_value_t = FramingMode::Auto)]
+    pub tcp_framing: FramingMode,
+    /// In `auto` framing, how long bytes without a line ending may wait for
+    /// the rest of their line before the connection is taken for a packet
+    /// client (restarted by every segment that arrives).
+    #[arg(long, env = "FRAMING_GRACE", default_value = "10ms", value_parser = parse_duration)]
+    pub framing_grace: Duration,
     /// Disconnect a client after this long without a command (e.g. `600`, `10m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,

@@ -60,6 +60,11 @@ fn describe() {
     describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
     describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
     describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
+    describe_counter!("playground_tcp_framing_total", "TCP connections by the framing their first command chose");
+    describe_counter!(
+        "playground_tcp_packets_ignored_total",
+        "Reads of packet-framed TCP connections that were not a command, left unanswered as by the original"
+    );
     describe_counter!("playground_commands_total", "Commands handled, by transport, command and outcome");
     describe_histogram!("playground_command_duration_seconds", "Time to execute a command, by transport and command");
     describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
@@ -114,6 +119,10 @@ pub struct TcpMetrics {
     pub delivered: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    pub framing_line: Counter,
+    pub framing_packet: Counter,
+    /// Packet reads that were not a command (no reply, as the original).
+    pub packets_ignored: Counter,
 }
 
 impl TcpMetrics {
@@ -128,7 +137,15 @@ impl TcpMetrics {
             delivered: counter!("playground_broadcasts_delivered_total"),
             bytes_in: counter!("playground_bytes_received_total", "transport" => "tcp"),
             bytes_out: counter!("playground_bytes_sent_total", "transport" => "tcp"),
+            framing_line: counter!("playground_tcp_framing_total", "framing" => "line"),
+            framing_packet: counter!("playground_tcp_framing_total", "framing" => "packet"),
+            packets_ignored: counter!("playground_tcp_packets_ignored_total"),
         }
+    }
+
+    /// Counts a connection's framing once it is known.
+    pub fn framing(&self, packet: bool) {
+        if packet { &self.framing_packet } else { &self.framing_line }.increment(1);
     }
 }
 

@@ -21,22 +21,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// (memcached host, port, kafka brokers), or `None` when not configured.
 fn services() -> Option<(String, String, String)> {
-    let mc = std::env::var("PLAYGROUND_MEMCACHED").ok();
-    let kafka = std::env::var("PLAYGROUND_KAFKA").ok();
-    match (mc, kafka) {
-        (Some(mc), Some(kafka)) => {
-            let (host, port) = mc.rsplit_once(':').expect("PLAYGROUND_MEMCACHED is host:port");
-            Some((host.to_string(), port.to_string(), kafka))
-        }
-        _ => {
-            assert!(
-                std::env::var("PLAYGROUND_REQUIRE_SERVICES").is_err(),
-                "PLAYGROUND_MEMCACHED and PLAYGROUND_KAFKA must be set (scripts/test does it)"
-            );
-            eprintln!("skipped: PLAYGROUND_MEMCACHED / PLAYGROUND_KAFKA not set; run scripts/test");
-            None
-        }
-    }
+    common::memcached_and_kafka()
 }
 
 fn unique(prefix: &str) -> String {

@@ -53,6 +53,14 @@ pub fn parse(line: Bytes) -> Result<Command, ProtocolError> {
     }
 }
 
+/// One read of a packet-framed TCP connection (the original's framing) as a
+/// command: surrounding whitespace trimmed, as the original did.
+pub fn trim_packet(read: Bytes) -> Bytes {
+    let start = read.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(read.len());
+    let end = read.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    read.slice(start..end.max(start))
+}
+
 fn trim_line_end(mut line: Bytes) -> Bytes {
     if line.last() == Some(&b'\n') {
         line.truncate(line.len() - 1);
@@ -184,7 +192,8 @@ mod tests {
         assert_eq!(p(&format!("mcset:{T}:a b:v")), Err(InvalidKey));
         assert_eq!(p(&format!("mcset:{T}:a\tb:v")), Err(InvalidKey));
         assert_eq!(p(&format!("mcset:{T}:k:a\nb")), Err(InvalidValue));
-        assert_eq!(p("mcset:not-a-token:k:v"), Err(InvalidToken));
+        assert_eq!(p("mcset:not a token:k:v"), Err(InvalidToken));
+        assert_eq!(p("mcset:c-k1:k:v"), Err(InvalidToken));
     }
 
     #[test]
@@ -196,7 +205,8 @@ mod tests {
         assert_eq!(p(&format!("mcget:{T}:{}", "k".repeat(65))), Err(McgetKeyTooLong));
         assert_eq!(p(&format!("mcget:{T}:a:b")), Err(InvalidKey));
         assert_eq!(p(&format!("mcget:{T}:a\x00b")), Err(InvalidKey));
-        assert_eq!(p("mcget:bad:k"), Err(InvalidToken));
+        assert_eq!(p("mcget:c-k:k"), Err(InvalidToken));
+        assert!(matches!(p("mcget:any-shape:k"), Ok(Command::McGet { .. })));
     }
 
     #[test]
@@ -207,7 +217,8 @@ mod tests {
         }
         assert_eq!(p("brd:short:msg"), Err(BrdTokenLength));
         assert_eq!(p(&format!("brd:{T}x:msg")), Err(BrdTokenLength));
-        assert_eq!(p(&format!("brd:{}:msg", "z".repeat(36))), Err(BrdInvalidToken));
+        assert_eq!(p(&format!("brd:{}:msg", " ".repeat(36))), Err(BrdInvalidToken));
+        assert!(matches!(p(&format!("brd:{}:msg", "z".repeat(36))), Ok(Command::Brd { .. })));
     }
 
     #[test]
@@ -224,6 +235,16 @@ mod tests {
         assert_eq!(UnknownCommand.as_str(), "error: unknown command");
         assert_eq!(LineTooLong.as_str(), "error: line too long");
         assert_eq!(InvalidKey.as_str(), "error: invalid key");
+    }
+
+    #[test]
+    fn packets_are_trimmed_like_the_original() {
+        let t = |s: &str| trim_packet(b(s));
+        assert_eq!(t(" msg:hi \r\n"), b("msg:hi"));
+        assert_eq!(t("\tlogin"), b("login"));
+        assert_eq!(t("msg: a b "), b("msg: a b"));
+        assert_eq!(t(" \r\n "), b(""));
+        assert_eq!(t(""), b(""));
     }
 
     #[test]
@@ -275,11 +296,24 @@ mod properties {
                     Ok(Command::McGet { key, token }) | Ok(Command::McSet { key, token, .. }) => {
                         prop_assert!(!key.as_bytes().is_empty() && key.as_bytes().len() <= 64);
                         prop_assert!(key.as_bytes().iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b':'));
-                        prop_assert!(token.as_bytes().iter().all(|b| b.is_ascii_hexdigit() || *b == b'-'));
+                        prop_assert!(token.as_bytes().iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b':'));
                     }
                     Ok(other) => prop_assert!(false, "unexpected {other:?}"),
                     Err(_) => {}
                 }
+            }
+        }
+
+        /// No accepted token can inject into memcached or name client data.
+        #[test]
+        fn accepted_tokens_are_memcached_safe(token in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let mut line = b"mcget:".to_vec();
+            line.extend(&token);
+            line.extend(b":k");
+            if let Ok(Command::McGet { token, .. }) = parse(Bytes::from(line)) {
+                let t = token.as_bytes();
+                prop_assert!(!t.is_empty() && t.len() <= 64 && !t.starts_with(b"c-"));
+                prop_assert!(t.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b':'));
             }
         }
 

@@ -9,7 +9,8 @@ use bytes::Bytes;
 pub const MAX_KEY_LEN: usize = 64;
 /// Longest client value, in bytes (part of the error text of the protocol).
 pub const MAX_VALUE_LEN: usize = 256;
-/// Length of a token: a hyphenated UUID.
+/// Length of a token the server issues (a hyphenated UUID), and of the
+/// token `brd` requires.
 pub const TOKEN_LEN: usize = 36;
 
 /// A client key: 1 to [`MAX_KEY_LEN`] bytes of printable ASCII other than `:`.
@@ -39,31 +40,36 @@ pub fn is_key_byte(b: u8) -> bool {
     (0x21..=0x7e).contains(&b) && b != b':'
 }
 
-/// A token in the only shape the server ever issues: a hyphenated UUID
-/// (`8-4-4-4-12` hexadecimal digits). Anything else cannot be a valid token,
-/// so it is rejected without a cache round trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Token([u8; TOKEN_LEN]);
+/// The client-data namespace in the cache (`c-{key}`, as the original
+/// stored it). A token never starts with it, so a client key can never be
+/// taken for a token.
+pub const CLIENT_PREFIX: &[u8] = b"c-";
+
+/// A token as a client presents it. The server issues hyphenated UUIDs
+/// ([`TOKEN_LEN`] bytes), but any token that exists in the cache is honoured,
+/// whatever its shape, as the original did (instances of both may share one
+/// memcached during a migration). A token is stored under itself, so it must
+/// be a safe cache key: 1 to [`MAX_KEY_LEN`] bytes of printable ASCII other
+/// than `:`, and outside the client-data namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Token(Bytes);
 
 impl Token {
-    /// Parses a token, returning `None` unless it has the UUID shape.
+    /// Validates a token, returning `None` if it could not be a cache key
+    /// (such a token cannot exist, so it is refused without a round trip).
     pub fn parse(raw: &[u8]) -> Option<Token> {
-        let bytes: [u8; TOKEN_LEN] = raw.try_into().ok()?;
-        let shaped = bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-        shaped.then_some(Token(bytes))
+        let safe = !raw.is_empty() && raw.len() <= MAX_KEY_LEN && raw.iter().all(|&b| is_key_byte(b));
+        (safe && !raw.starts_with(CLIENT_PREFIX)).then(|| Token(Bytes::copy_from_slice(raw)))
     }
 
-    /// The token's 36 ASCII bytes.
+    /// The token's bytes, guaranteed safe for the memcached text protocol.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// The token as text (always ASCII).
     pub fn as_str(&self) -> &str {
-        // The shape check admits ASCII only, so this cannot fail.
+        // Only printable ASCII is admitted, so this cannot fail.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
@@ -90,12 +96,15 @@ mod tests {
     }
 
     #[test]
-    fn tokens_must_be_uuid_shaped() {
-        let ok = b"0f8fad5b-d9cb-469f-a165-70867728950e";
-        assert_eq!(Token::parse(ok).unwrap().as_bytes(), ok);
-        assert!(Token::parse(b"0f8fad5b-d9cb-469f-a165-70867728950").is_none());
-        assert!(Token::parse(b"0f8fad5bxd9cb-469f-a165-70867728950e").is_none());
-        assert!(Token::parse(b"0f8fad5b-d9cb-469f-a165-70867728950 ").is_none());
-        assert!(Token::parse(b"zf8fad5b-d9cb-469f-a165-70867728950e").is_none());
+    fn tokens_are_safe_keys_outside_the_client_namespace() {
+        let uuid = b"0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(Token::parse(uuid).unwrap().as_bytes(), uuid);
+        // The original's UDP tests use tokens of any shape that exist in memcached.
+        assert!(Token::parse(b"abcdefghijklmnopqrstuvwxyz0123456789").is_some());
+        assert!(Token::parse(b"x").is_some());
+        for bad in [&b""[..], b"a b", b"a\r\nset", b"c-key", b"\x00", "é".as_bytes()] {
+            assert!(Token::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Token::parse(&[b't'; 65]).is_none());
     }
 }

@@ -10,6 +10,6 @@ mod command;
 mod key;
 mod reply;
 
-pub use command::{Command, parse};
-pub use key::{Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
-pub use reply::{ErrorReply, ProtocolError, Reply};
+pub use command::{Command, parse, trim_packet};
+pub use key::{CLIENT_PREFIX, Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
+pub use reply::{Ending, ErrorReply, ProtocolError, RECONNECT, Reply};

@@ -1,6 +1,7 @@
-//! Replies and error strings. Every reply is one line; [`Reply::encode`]
-//! appends the terminating `\n`. The error texts of the original system are
-//! kept exactly, because existing clients match on them.
+//! Replies and error strings. A reply is one line ending in `\n`, or, in the
+//! original's packet framing, the same bytes with no ending ([`Ending`]). The
+//! error texts of the original system are kept exactly, because existing
+//! clients match on them.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -144,9 +145,39 @@ impl From<ProtocolError> for Reply {
     }
 }
 
+/// How a reply, a pushed message or a notice ends on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// `\n`: line framing, and UDP requests that ended with `\n`.
+    Newline,
+    /// Nothing: the original's packet framing, where each read or datagram
+    /// is one message.
+    Bare,
+}
+
+impl Ending {
+    /// The ending that mirrors a request: `\n` only if the request had one
+    /// (UDP replies are byte-identical to the original's for its clients,
+    /// and stay pleasant in `nc -u`).
+    pub fn mirroring(request: &[u8]) -> Ending {
+        if request.last() == Some(&b'\n') { Ending::Newline } else { Ending::Bare }
+    }
+
+    /// The ending's bytes.
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Ending::Newline => b"\n",
+            Ending::Bare => b"",
+        }
+    }
+}
+
+/// The notice pushed to every TCP client when its instance shuts down.
+pub const RECONNECT: &str = "reconnect";
+
 impl Reply {
-    /// Appends the reply and its `\n` to `out`; `Published` writes nothing.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Appends the reply and its `ending` to `out`; `Published` writes nothing.
+    pub fn encode(&self, out: &mut BytesMut, ending: Ending) {
         match self {
             Reply::Token(t) => out.put_slice(t.as_bytes()),
             Reply::Echo(b) | Reply::Value(b) => out.put_slice(b),
@@ -154,13 +185,13 @@ impl Reply {
             Reply::Published => return,
             Reply::Error(e) => e.put(out),
         }
-        out.put_u8(b'\n');
+        out.put_slice(ending.as_bytes());
     }
 
     /// The reply as one line with its `\n` (empty for `Published`).
     pub fn to_line(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_len_hint());
-        self.encode(&mut out);
+        self.encode(&mut out, Ending::Newline);
         out.freeze()
     }
 
@@ -212,6 +243,18 @@ mod tests {
         assert_eq!(line(ErrorReply::InvalidToken.into()), "error: invalid token\n");
         assert_eq!(line(ErrorReply::InvalidTokenRelogin.into()), "error: invalid token, re-login\n");
         assert_eq!(line(ErrorReply::TcpOnly("brd").into()), "error: brd is only available over TCP\n");
+    }
+
+    #[test]
+    fn packet_framing_has_no_ending_and_udp_mirrors_the_request() {
+        let mut out = BytesMut::new();
+        Reply::Success.encode(&mut out, Ending::Bare);
+        ErrorReply::InvalidToken.clone().put(&mut out);
+        assert_eq!(&out[..], b"successerror: invalid token");
+        assert_eq!(Ending::mirroring(b"msg:x\n"), Ending::Newline);
+        assert_eq!(Ending::mirroring(b"msg:x\r\n"), Ending::Newline);
+        assert_eq!(Ending::mirroring(b"msg:x"), Ending::Bare);
+        assert_eq!(Ending::mirroring(b"msg:x\r"), Ending::Bare);
     }
 
     #[test]

@@ -83,8 +83,10 @@ mod tests {
     #[test]
     fn namespaces_never_collide() {
         let t = playground_protocol::Token::parse(b"0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
-        let as_key = Key::new(Bytes::from_static(b"t-0f8fad5b-d9cb-469f-a165-70867728950e")).unwrap();
+        let as_key = Key::new(Bytes::from_static(b"0f8fad5b-d9cb-469f-a165-70867728950e")).unwrap();
         assert_ne!(CacheKey::token(&t), CacheKey::client(&as_key));
+        // Tokens are stored under themselves, as the original stored them.
+        assert_eq!(CacheKey::token(&t).as_bytes(), t.as_bytes());
         assert!(CacheKey::client(&as_key).as_str().starts_with("c-"));
     }
 }

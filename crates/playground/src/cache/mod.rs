@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use playground_protocol::{Key, Token};
+use playground_protocol::{CLIENT_PREFIX, Key, Token};
 
 pub use embedded::EmbeddedCache;
 pub use memcached::MemcachedCache;
@@ -26,15 +26,18 @@ pub struct CacheError(pub String);
 pub struct CacheKey(Bytes);
 
 impl CacheKey {
-    /// The key under which a token and its owner's address are stored.
+    /// The key under which a token and its owner's `ip:port` are stored:
+    /// the token itself, as the original stored it, so that original and
+    /// playground instances sharing one memcached honour each other's logins.
     pub fn token(token: &Token) -> CacheKey {
-        CacheKey::prefixed(b"t-", token.as_bytes())
+        CacheKey(Bytes::copy_from_slice(token.as_bytes()))
     }
 
-    /// The key under which a client's data is stored (`c-` as in the
-    /// original, so data written by it stays readable).
+    /// The key under which a client's data is stored (`c-{key}` as in the
+    /// original, so data written by it stays readable). No token starts with
+    /// `c-` (see [`Token`]), so the two namespaces never meet.
     pub fn client(key: &Key) -> CacheKey {
-        CacheKey::prefixed(b"c-", key.as_bytes())
+        CacheKey::prefixed(CLIENT_PREFIX, key.as_bytes())
     }
 
     fn prefixed(prefix: &[u8], rest: &[u8]) -> CacheKey {

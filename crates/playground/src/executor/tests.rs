@@ -92,9 +92,31 @@ async fn client_data_cannot_reach_tokens() {
     let a = tcp("127.0.0.1:5000");
     let t = login(&e, &a).await;
     // A client key spelled like the token's cache key stays in the client namespace.
-    assert_eq!(run(&e, &a, &format!("mcget:{t}:t-{t}")).await, format!("error: finding key t-{t}\n"));
-    assert_eq!(run(&e, &a, &format!("mcset:{t}:t-{t}:127.0.0.9:1")).await, "success\n");
+    assert_eq!(run(&e, &a, &format!("mcget:{t}:{t}")).await, format!("error: finding key {t}\n"));
+    assert_eq!(run(&e, &a, &format!("mcset:{t}:{t}:127.0.0.9:1")).await, "success\n");
     assert_eq!(run(&e, &a, &format!("mcget:{t}:k")).await, "error: finding key k\n");
+    // ... and the token still belongs to its connection.
+    assert_eq!(run(&e, &a, &format!("mcget:{t}:{t}")).await, "127.0.0.9:1\n");
+    // Client data cannot be presented as a token.
+    assert_eq!(run(&e, &a, "mcset:k:x:127.0.0.1:5000").await, "error: invalid token\n");
+    assert_eq!(run(&e, &a, &format!("mcset:{t}:k:127.0.0.1:5000")).await, "success\n");
+    assert_eq!(run(&e, &a, "mcget:c-k:k").await, "error: invalid token\n");
+}
+
+#[tokio::test]
+async fn a_token_of_any_shape_that_exists_is_honoured() {
+    // As the original: its UDP tests write a 36-character token that is not
+    // a UUID straight into memcached, under the token, with an `ip:port`.
+    let e = exec();
+    let token = "abcdefghijklmnopqrstuvwxyz0123456789";
+    let key = CacheKey::token(&Token::parse(token.as_bytes()).unwrap());
+    e.cache().set(&key, Bytes::from_static(b"127.0.0.1:5000"), TOKEN_TTL).await.unwrap();
+    let u = udp("127.0.0.1:6000", false);
+    assert_eq!(run(&e, &u, &format!("mcset:{token}:k:v")).await, "success\n");
+    assert_eq!(run(&e, &u, &format!("mcget:{token}:k")).await, "v\n");
+    let a = tcp("127.0.0.1:5000");
+    assert_eq!(run(&e, &a, &format!("mcget:{token}:k")).await, "v\n");
+    assert_eq!(run(&e, &tcp("127.0.0.1:5001"), &format!("mcget:{token}:k")).await, "error: invalid token\n");
 }
 
 /// A cache whose backend is down.

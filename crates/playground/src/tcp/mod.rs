@@ -1,5 +1,6 @@
 //! The TCP server: a [`listener`] accepts connections and spawns one
-//! [`handler`] task per client, which reads lines through the [`codec`],
+//! [`handler`] task per client, which reads commands through the [`codec`]
+//! (line framing, or the original's packet framing),
 //! runs them through the shared executor and pushes broadcasts.
 
 pub mod codec;
@@ -9,6 +10,7 @@ mod listener;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use codec::FramingMode;
 pub use listener::{bind as listener_bind, serve};
 
 use crate::config::TcpOptions;
@@ -23,6 +25,8 @@ pub struct Shared {
     pub commands: CommandMetrics,
     pub metrics: TcpMetrics,
     pub max_line: usize,
+    pub framing: FramingMode,
+    pub framing_grace: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
 }
@@ -36,6 +40,8 @@ impl Shared {
             commands: CommandMetrics::new("tcp"),
             metrics: TcpMetrics::new(),
             max_line: opts.buff_size as usize,
+            framing: opts.tcp_framing,
+            framing_grace: opts.framing_grace,
             idle_timeout: opts.idle_timeout,
             write_timeout: opts.write_timeout,
         })

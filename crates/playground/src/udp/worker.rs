@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use playground_protocol::{ErrorReply, ProtocolError, Reply};
+use playground_protocol::{Ending, ErrorReply, ProtocolError, Reply};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -33,7 +33,11 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{CommandMetrics, UdpMetrics};
 
 /// A command that is running and may still wait for the cache.
-type Running = Pin<Box<dyn Future<Output = Reply> + Send>>;
+type Running = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// A reply and how it ends: with `\n` only if the request did, so the
+/// original's clients get byte-identical replies and `nc -u` stays readable.
+type Answer = (Reply, Ending);
 
 /// Pause after a failed receive, so that a persistent error cannot spin.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(1);
@@ -183,9 +187,9 @@ impl SocketWorker {
             for i in 0..n {
                 let (data, from) = batch.get(i);
                 let Some(from) = from else { continue };
-                if let Some(reply) = self.take(Bytes::copy_from_slice(data), from) {
+                if let Some((reply, ending)) = self.take(Bytes::copy_from_slice(data), from) {
                     out.clear();
-                    reply.encode(&mut out);
+                    reply.encode(&mut out, ending);
                     if !out.is_empty() {
                         replies.push(&out, from);
                     }
@@ -231,7 +235,7 @@ impl SocketWorker {
     /// Takes one received datagram: counts it, drops it if it is too long,
     /// queues it if every worker is busy, otherwise runs it here. Returns the
     /// reply to send now, if there is one.
-    fn take(self: &Arc<Self>, datagram: Bytes, from: SocketAddr) -> Option<Reply> {
+    fn take(self: &Arc<Self>, datagram: Bytes, from: SocketAddr) -> Option<Answer> {
         let metrics = &self.shared.metrics;
         let len = datagram.len();
         metrics.received.increment(1);
@@ -247,9 +251,9 @@ impl SocketWorker {
         // Run the command here; only if it has to wait is it moved.
         let mut running = self.clone().answer(datagram, from);
         match running.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(reply) => {
+            Poll::Ready(answer) => {
                 self.release();
-                self.deliverable(reply)
+                self.deliverable(answer)
             }
             Poll::Pending => {
                 self.spawn_worker(Some((running, from)));
@@ -262,24 +266,25 @@ impl SocketWorker {
     fn answer(self: Arc<Self>, datagram: Bytes, from: SocketAddr) -> Running {
         Box::pin(async move {
             let peer = Peer { addr: from, transport: self.shared.transport };
-            self.shared.executor.execute(datagram, &peer, &self.shared.commands).await
+            let ending = Ending::mirroring(&datagram);
+            (self.shared.executor.execute(datagram, &peer, &self.shared.commands).await, ending)
         })
     }
 
     /// The reply, unless the datagram was not a command: those get no reply,
     /// so a spoofed source cannot aim our answers at someone else.
-    fn deliverable(&self, reply: Reply) -> Option<Reply> {
-        if matches!(reply, Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand))) {
+    fn deliverable(&self, answer: Answer) -> Option<Answer> {
+        if matches!(answer.0, Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand))) {
             self.shared.metrics.dropped_unknown.increment(1);
             return None;
         }
-        Some(reply)
+        Some(answer)
     }
 
     /// Sends one reply to `to`.
-    async fn send(&self, reply: Reply, to: SocketAddr, out: &mut BytesMut) {
+    async fn send(&self, (reply, ending): Answer, to: SocketAddr, out: &mut BytesMut) {
         out.clear();
-        reply.encode(out);
+        reply.encode(out, ending);
         if out.is_empty() {
             return;
         }
@@ -332,15 +337,15 @@ impl SocketWorker {
     async fn work(self: Arc<Self>, first: Option<(Running, SocketAddr)>) {
         let mut out = BytesMut::new();
         if let Some((running, from)) = first {
-            if let Some(reply) = self.deliverable(running.await) {
-                self.send(reply, from, &mut out).await;
+            if let Some(answer) = self.deliverable(running.await) {
+                self.send(answer, from, &mut out).await;
             }
         }
         loop {
             while let Some((datagram, from)) = self.queue.pop() {
-                let reply = self.clone().answer(datagram, from).await;
-                if let Some(reply) = self.deliverable(reply) {
-                    self.send(reply, from, &mut out).await;
+                let answer = self.clone().answer(datagram, from).await;
+                if let Some(answer) = self.deliverable(answer) {
+                    self.send(answer, from, &mut out).await;
                 }
             }
             self.slots.give_back();

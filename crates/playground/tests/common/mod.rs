@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod original;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -27,6 +28,27 @@ pub fn free_dual_port() -> u16 {
 /// A port free for UDP.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// (memcached host, memcached port, Kafka brokers) from PLAYGROUND_MEMCACHED
+/// and PLAYGROUND_KAFKA, which `scripts/test` sets after starting the
+/// services; `None` (the test says so and passes) when they are not set,
+/// unless PLAYGROUND_REQUIRE_SERVICES is, which makes that a failure.
+pub fn memcached_and_kafka() -> Option<(String, String, String)> {
+    match (std::env::var("PLAYGROUND_MEMCACHED"), std::env::var("PLAYGROUND_KAFKA")) {
+        (Ok(mc), Ok(kafka)) => {
+            let (host, port) = mc.rsplit_once(':').expect("PLAYGROUND_MEMCACHED is host:port");
+            Some((host.to_string(), port.to_string(), kafka))
+        }
+        _ => {
+            assert!(
+                std::env::var("PLAYGROUND_REQUIRE_SERVICES").is_err(),
+                "PLAYGROUND_MEMCACHED and PLAYGROUND_KAFKA must be set (scripts/test does it)"
+            );
+            eprintln!("skipped: PLAYGROUND_MEMCACHED / PLAYGROUND_KAFKA not set; run scripts/test");
+            None
+        }
+    }
 }
 
 /// A well-formed token that no server handed out.
@@ -265,15 +287,21 @@ impl UdpClient {
         got
     }
 
-    /// Sends `datagram` and returns the reply without its `\n`.
+    /// Sends `datagram` and returns the reply without its line ending,
+    /// checking that it ends in `\n` exactly when the request did.
     pub fn ask_raw(&self, datagram: &[u8]) -> Vec<u8> {
         self.send(datagram);
         let reply = self.recv_within(Duration::from_secs(5)).unwrap_or_else(|| panic!("no reply to {datagram:?}"));
-        assert_eq!(reply.last(), Some(&b'\n'), "a reply is one line: {reply:?}");
-        reply[..reply.len() - 1].to_vec()
+        if datagram.ends_with(b"\n") {
+            assert_eq!(reply.last(), Some(&b'\n'), "a request with a line end gets one: {reply:?}");
+            reply[..reply.len() - 1].to_vec()
+        } else {
+            assert!(!reply.ends_with(b"\n"), "a request without a line end gets none: {reply:?}");
+            reply
+        }
     }
 
-    /// Sends `datagram` and returns the reply as text without its `\n`.
+    /// Sends `datagram` and returns the reply as text without its line ending.
     pub fn ask(&self, datagram: &str) -> String {
         String::from_utf8_lossy(&self.ask_raw(datagram.as_bytes())).into_owned()
     }
