@@ -204,10 +204,16 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms` (times before 1970, which
-/// Kafka never gives, fall on 1970-01-01).
+/// The last second RFC 3339 (and humantime, which panics past it) can write:
+/// 9999-12-31T23:59:59Z.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms`. A producer chooses the Kafka
+/// timestamp, so any value can come: times before 1970 fall on 1970-01-01,
+/// times after year 9999 on 9999-12-31, rather than stopping the stream.
 pub fn daily_index(prefix: &str, ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let ms = u64::try_from(ms).unwrap_or(0).min(LAST_SECOND * 1000);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     let day = humantime::format_rfc3339_seconds(at).to_string();
     format!("{prefix}-{}", day[..10].replace('-', "."))
 }
@@ -286,6 +292,7 @@ mod tests {
         assert_eq!(daily_index("logs", 1_709_164_800_000), "logs-2024.02.29");
         assert_eq!(daily_index("logs", 1_735_689_599_999), "logs-2024.12.31");
         assert_eq!(daily_index("logs", -1), "logs-1970.01.01");
+        assert_eq!(daily_index("logs", i64::MAX), "logs-9999.12.31");
         let m = LoggerMetrics::new();
         let e = Encoder { mode: IndexMode::Daily, ..enc() };
         let mut b = Batch::new();
