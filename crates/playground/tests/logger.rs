@@ -1,6 +1,7 @@
 //! `playground logger` against a real Kafka and a real OpenSearch: exact
 //! indexing of the logs two running servers ship, SIGKILL and restart, a 30 s search
-//! engine outage, rejected events, and restarts over an existing index.
+//! engine outage, rejected events, the original's records beside playground's,
+//! and restarts over an existing index.
 //!
 //! They run when `PLAYGROUND_KAFKA` (SASL user `user`/`password`, as
 //! `scripts/services/kafka` starts it) and `PLAYGROUND_OPENSEARCH` (an
@@ -735,6 +736,68 @@ fn invalid_json_and_mapping_rejects_are_counted_and_the_stream_goes_on() {
         letters,
         vec![(format!("{topic}/0/101"), "mapping".to_string()), (format!("{topic}/0/50"), "invalid_json".to_string())]
     );
+    logger.assert_running();
+    s.delete_index(&index);
+}
+
+#[test]
+fn the_originals_records_are_indexed_with_their_dates_beside_playgrounds() {
+    let Some(s) = services("original") else { return };
+    let (topic, group, index, alias) = names("original");
+    s.create_topic(&topic, 1);
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &[("BATCH_TIMEOUT", "100ms")]);
+    logger.wait_ready();
+    // As the original's servers ship them: no level, Unix seconds (whole or not).
+    let shipper = Shipper::new(&s, &topic, "tcp-7f9c");
+    let original = json!({ "pod": "tcp-7f9c", "text": "Listening", "timestamp": 1_764_496_800 });
+    let fractional = json!({ "pod": "tcp-7f9c", "text": "Client connected", "timestamp": 1_764_496_801.25 });
+    shipper.send_raw(Some(0), original.to_string().as_bytes());
+    shipper.send_raw(Some(0), fractional.to_string().as_bytes());
+    shipper.send_raw(Some(0), br#"{"pod":"tcp-7f9c","text":"no time","timestamp":-1}"#);
+    shipper.send_raw(Some(0), event("playground-tcp-a", 0).as_bytes());
+    shipper.flush();
+    wait_for(Duration::from_secs(60), "the three valid records through the alias", || s.count(&alias) >= 3);
+    wait_for(Duration::from_secs(20), "the offsets committed past the invalid one", || {
+        s.committed(&topic, &group, 1).get(&0) == Some(&4)
+    });
+    assert_eq!(logger.metric("playground_logger_events_rejected_total{reason=\"invalid_json\"}"), 1.0);
+
+    // One index behind the alias; the original's times as RFC 3339, playground's record as it was shipped.
+    let docs = s.documents(&alias);
+    let (status, hits) =
+        s.call(reqwest::Method::POST, &format!("{alias}/_search"), Some(json!({ "query": { "match_all": {} } })));
+    assert_eq!(status, 200, "{hits}");
+    let indices: BTreeSet<&str> =
+        hits["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_index"].as_str().unwrap()).collect();
+    assert_eq!(indices, [index.as_str()].into());
+    let mut want = BTreeMap::new();
+    want.insert(
+        format!("{topic}/0/0"),
+        json!({ "pod": "tcp-7f9c", "text": "Listening", "timestamp": "2025-11-30T10:00:00.000Z" }),
+    );
+    want.insert(
+        format!("{topic}/0/1"),
+        json!({ "pod": "tcp-7f9c", "text": "Client connected", "timestamp": "2025-11-30T10:00:01.250Z" }),
+    );
+    want.insert(
+        format!("{topic}/0/3"),
+        serde_json::from_slice(&s.read_topic(&topic)[&format!("{topic}/0/3")]).unwrap(),
+    );
+    let have: BTreeMap<String, Value> = docs.into_iter().map(|(id, (source, _))| (id, source)).collect();
+    assert_eq!(have, want);
+
+    // The engine reads those dates as dates: ranges find the original's
+    // records at their second, playground's now, and nothing in 1970.
+    let search = |query: Value| {
+        let (status, v) = s.call(reqwest::Method::POST, &format!("{alias}/_count"), Some(json!({ "query": query })));
+        assert_eq!(status, 200, "{v}");
+        v["count"].as_u64().unwrap()
+    };
+    let range = |gte: &str, lt: &str| search(json!({ "range": { "timestamp": { "gte": gte, "lt": lt } } }));
+    assert_eq!(range("2025-11-30T10:00:00Z", "2025-11-30T10:00:01Z"), 1);
+    assert_eq!(range("2025-11-30T10:00:01.250Z", "2025-11-30T10:00:01.251Z"), 1);
+    assert_eq!(range(&rfc3339_ms(now_ms() - 3_600_000), &rfc3339_ms(now_ms() + 60_000)), 1);
+    assert_eq!(range("1970-01-01T00:00:00Z", "2000-01-01T00:00:00Z"), 0);
     logger.assert_running();
     s.delete_index(&index);
 }

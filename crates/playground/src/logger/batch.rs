@@ -1,6 +1,12 @@
 //! The batch stage: turns Kafka messages into bulk-API lines and groups them
 //! until a count, byte or age limit is reached.
 //!
+//! Documents are sent as they came, except two cases the bulk format or the
+//! mapping cannot take: an object spread over several lines is compacted,
+//! and a `timestamp` in Unix seconds (a JSON number, as the original's
+//! servers write it) becomes the RFC 3339 string playground writes, since
+//! the engine would read a bare number as milliseconds (a date in 1970).
+//!
 //! A batch also carries the acknowledgement data of every message it took,
 //! including the ones that produced no document (invalid JSON, too old): the
 //! highest offset per partition. The pipeline commits those offsets only
@@ -11,7 +17,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::config::IndexMode;
 use super::metrics::{LoggerMetrics, RejectReason};
@@ -159,7 +166,7 @@ impl Batch {
         let source_at = self.body.len();
         match source {
             Source::Raw => self.body.extend_from_slice(payload),
-            Source::Compacted(v) => self.body.extend_from_slice(&v),
+            Source::Rewritten(v) => self.body.extend_from_slice(&v),
         }
         self.body.push(b'\n');
         self.items.push(Item { start, source: source_at, end: self.body.len() });
@@ -179,10 +186,20 @@ pub fn doc_id(msg: &Incoming<'_>) -> String {
 }
 
 enum Source {
-    /// The payload is a JSON object on one line: sent as it is.
+    /// The payload is a JSON object on one line, its timestamp (if any) not a number: sent as it is.
     Raw,
-    /// The payload spans several lines, which the bulk format cannot carry.
-    Compacted(Vec<u8>),
+    /// The payload as it must be sent: compacted onto one line (the bulk
+    /// format is line-based), its timestamp rewritten, or both.
+    Rewritten(Vec<u8>),
+}
+
+/// The only field of a record the batch stage reads. Deserializing into it
+/// checks the whole object's syntax but builds nothing: the other fields are
+/// skipped and the timestamp stays a slice of the payload.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
 }
 
 /// Checks that `payload` is one JSON object and returns how to put it on one line.
@@ -191,12 +208,48 @@ fn document_line(payload: &[u8]) -> Result<Source, String> {
     if first != Some(&b'{') {
         return Err(if payload.is_empty() { "empty message".into() } else { "not a JSON object".into() });
     }
-    if !payload.contains(&b'\n') {
-        // Validation without building a value: the fast path for one-line objects.
-        return serde_json::from_slice::<IgnoredAny>(payload).map(|_| Source::Raw).map_err(|e| e.to_string());
+    let record: Record<'_> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let rewritten = match record.timestamp {
+        Some(ts) if ts.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            Some(with_timestamp(payload, ts, &seconds_to_rfc3339(ts.get())?))
+        }
+        _ => None,
+    };
+    let line = rewritten.as_deref().unwrap_or(payload);
+    if !line.contains(&b'\n') {
+        return Ok(rewritten.map_or(Source::Raw, Source::Rewritten));
     }
-    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    serde_json::to_vec(&value).map(Source::Compacted).map_err(|e| e.to_string())
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    serde_json::to_vec(&value).map(Source::Rewritten).map_err(|e| e.to_string())
+}
+
+/// The RFC 3339 UTC form with milliseconds (what playground's servers write)
+/// of a JSON number of Unix seconds, integer or fractional. A number that is
+/// no time of a log event (negative, or past what RFC 3339 can write, such
+/// as milliseconds sent as seconds) makes the record invalid.
+fn seconds_to_rfc3339(number: &str) -> Result<String, String> {
+    let invalid = || format!("timestamp {number} is not a time in Unix seconds");
+    let seconds: f64 = number.parse().map_err(|_| invalid())?;
+    // Rounded to the microsecond first: a decimal fraction such as .123 has
+    // no exact binary form and would otherwise lose a millisecond.
+    let micros = (seconds * 1e6).round();
+    if !(0.0..((LAST_SECOND + 1) * 1_000_000) as f64).contains(&micros) {
+        return Err(invalid());
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros as u64);
+    Ok(humantime::format_rfc3339_millis(at).to_string())
+}
+
+/// `payload` with the value `ts` replaced by the string `time`. `ts` is a
+/// slice of `payload` (a borrowed `RawValue` from `from_slice` always is),
+/// so its place is found by address, with no second parse.
+fn with_timestamp(payload: &[u8], ts: &RawValue, time: &str) -> Vec<u8> {
+    let at = ts.get().as_ptr() as usize - payload.as_ptr() as usize;
+    let mut out = Vec::with_capacity(payload.len() + time.len());
+    out.extend_from_slice(&payload[..at]);
+    write_json_str(&mut out, time);
+    out.extend_from_slice(&payload[at + ts.get().len()..]);
+    out
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -204,10 +257,16 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms` (times before 1970, which
-/// Kafka never gives, fall on 1970-01-01).
+/// The last second RFC 3339 (and humantime, which panics past it) can write:
+/// 9999-12-31T23:59:59Z.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// `<prefix>-YYYY.MM.DD` of the UTC day of `ms`. A producer chooses the Kafka
+/// timestamp, so any value can come: times before 1970 fall on 1970-01-01,
+/// times after year 9999 on 9999-12-31, rather than stopping the stream.
 pub fn daily_index(prefix: &str, ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let ms = u64::try_from(ms).unwrap_or(0).min(LAST_SECOND * 1000);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     let day = humantime::format_rfc3339_seconds(at).to_string();
     format!("{prefix}-{}", day[..10].replace('-', "."))
 }
@@ -280,16 +339,91 @@ mod tests {
         assert_eq!(b.offsets.get(&2), Some(&2));
     }
 
+    /// The document line the batch holds for `payload`, or the reason it has none.
+    fn document(payload: &str) -> Result<String, String> {
+        let m = LoggerMetrics::new();
+        let mut b = Batch::new();
+        b.push(msg(1, payload.as_bytes()), &enc(), &m, 0);
+        match (b.items.first(), b.dead.first()) {
+            (Some(it), _) => Ok(String::from_utf8(b.body[it.source..it.end - 1].to_vec()).unwrap()),
+            (None, Some(dead)) => Err(dead.error.clone()),
+            (None, None) => panic!("neither a document nor a dead letter"),
+        }
+    }
+
+    #[test]
+    fn the_originals_unix_seconds_become_rfc3339() {
+        assert_eq!(
+            document(r#"{"pod":"tcp-7f9c","text":"Listening","timestamp":1764496800}"#).unwrap(),
+            r#"{"pod":"tcp-7f9c","text":"Listening","timestamp":"2025-11-30T10:00:00.000Z"}"#
+        );
+        // Fractional seconds keep their milliseconds, digits below are cut.
+        assert_eq!(
+            document(r#"{"timestamp":1764496800.123,"pod":"a"}"#).unwrap(),
+            r#"{"timestamp":"2025-11-30T10:00:00.123Z","pod":"a"}"#
+        );
+        assert_eq!(
+            document(r#"{"timestamp":1764496800.9999}"#).unwrap(),
+            r#"{"timestamp":"2025-11-30T10:00:00.999Z"}"#
+        );
+        assert_eq!(document(r#"{"timestamp":1.7644968005e9}"#).unwrap(), r#"{"timestamp":"2025-11-30T10:00:00.500Z"}"#);
+        assert_eq!(document(r#"{"timestamp":0}"#).unwrap(), r#"{"timestamp":"1970-01-01T00:00:00.000Z"}"#);
+        // Spaces around the number and a record spread over lines.
+        assert_eq!(
+            document("{ \"pod\" : \"a\",\n  \"timestamp\" :  1764496800 }").unwrap(),
+            r#"{"pod":"a","timestamp":"2025-11-30T10:00:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn playground_records_go_through_byte_for_byte() {
+        for record in [
+            r#"{"pod":"tcp-1","level":"INFO","text":"...","timestamp":"2026-11-30T10:00:00.123Z"}"#,
+            r#"{ "pod": "tcp-1", "text": "spaces kept", "timestamp": "2026-11-30T10:00:00.123Z" }"#,
+            r#"{"pod":"tcp-1","text":"timestamp 1764496800 in the text"}"#,
+            r#"{"pod":"tcp-1","timestamp":null,"extra":{"timestamp":1764496800}}"#,
+        ] {
+            assert_eq!(document(record).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn numbers_that_are_no_time_make_the_record_invalid() {
+        let m = LoggerMetrics::new();
+        let mut b = Batch::new();
+        for (i, ts) in
+            ["-1", "-0.5", "1e400", "1764496800123", "253402300800", "99999999999999999999999"].into_iter().enumerate()
+        {
+            let payload = format!(r#"{{"pod":"a","timestamp":{ts}}}"#);
+            b.push(msg(i as i64, payload.as_bytes()), &enc(), &m, 0);
+        }
+        assert!(b.items.is_empty());
+        assert_eq!(b.dead.len(), 6);
+        assert!(b.dead.iter().all(|d| d.reason == RejectReason::InvalidJson));
+        assert_eq!(b.dead[0].error, "timestamp -1 is not a time in Unix seconds");
+        assert_eq!(b.dead[0].payload, br#"{"pod":"a","timestamp":-1}"#);
+        // The last second RFC 3339 can write is still a time.
+        assert_eq!(document(r#"{"timestamp":253402300799}"#).unwrap(), r#"{"timestamp":"9999-12-31T23:59:59.000Z"}"#);
+    }
+
     #[test]
     fn daily_names() {
         assert_eq!(daily_index("logs", 0), "logs-1970.01.01");
         assert_eq!(daily_index("logs", 1_709_164_800_000), "logs-2024.02.29");
         assert_eq!(daily_index("logs", 1_735_689_599_999), "logs-2024.12.31");
         assert_eq!(daily_index("logs", -1), "logs-1970.01.01");
+        assert_eq!(daily_index("logs", i64::MAX), "logs-9999.12.31");
         let m = LoggerMetrics::new();
         let e = Encoder { mode: IndexMode::Daily, ..enc() };
         let mut b = Batch::new();
         b.push(msg(1, b"{}"), &e, &m, 0);
         assert!(String::from_utf8_lossy(&b.body).contains("\"logs-2023.11.14\""));
+        // The original's records take their day from the Kafka timestamp too,
+        // like playground's, whatever their own timestamp says.
+        b.push(msg(2, br#"{"pod":"a","timestamp":1764496800}"#), &e, &m, 0);
+        let body = String::from_utf8_lossy(&b.body);
+        assert!(body.ends_with(
+            "\"logs-2023.11.14\",\"_id\":\"t/2/2\"}}\n{\"pod\":\"a\",\"timestamp\":\"2025-11-30T10:00:00.000Z\"}\n"
+        ));
     }
 }
