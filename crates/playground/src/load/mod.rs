@@ -6,7 +6,7 @@
 //! one every 15 ms, each sending `msg:` every 250 ms for 60 s.
 //!
 //! How it is put together:
-//! - `args` and `plan`: the command line, checked and resolved into
+//! - `args`, `parse` and `plan`: the command line, checked and resolved into
 //!   targets, source addresses and a role per client;
 //! - `script`: what each role says and which replies are right, shared by
 //!   every transport; `tcp` drives a script over a TCP connection, `udp`
@@ -26,6 +26,7 @@ mod delivery;
 mod limits;
 mod net;
 mod pace;
+mod parse;
 mod plan;
 mod plot;
 mod progress;
