@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::framing::Framing;
 use super::parse::{parse_broadcasters, parse_mix, parse_payload, parse_rate, parse_source_ips};
 use crate::config::parse_duration;
 
@@ -124,6 +125,20 @@ pub struct LoadArgs {
     /// as their target) [default: 40000].
     #[arg(long)]
     pub tcp_port: Option<u16>,
+    /// How requests and replies are delimited over TCP: `packet` drives an
+    /// original server exactly as the original client did.
+    ///
+    /// `line`: each request ends in `\n`, replies are read line by line.
+    /// `packet`, the original's framing: requests carry no line ending and
+    /// each read is taken as one reply or pushed message (two server writes
+    /// that arrive together are counted as a wrong reply and, when it shows,
+    /// a merged read). Requests go one at a time either way: with packet
+    /// framing, requests written together (pipelined) would reach the server
+    /// as one command, so broadcast senders, which write `brd` with a `msg:`
+    /// probe, are refused. UDP datagrams carry no line ending either way; the
+    /// framing applies to the TCP login of UDP cache clients.
+    #[arg(long, env = "LOAD_FRAMING", value_enum, default_value_t = Framing::Line)]
+    pub framing: Framing,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = ScenarioKind::Echo)]
     pub scenario: ScenarioKind,
@@ -242,6 +257,20 @@ mod tests {
         assert_eq!((udp.protocol, udp.connections, udp.port), (Protocol::Udp, 64, Some(50000)));
         assert_eq!((udp.protocol.default_port(), udp.login_port()), (50000, 40001));
         assert_eq!(parse(&["udp"]).unwrap().login_port(), 40000);
+    }
+
+    #[test]
+    fn packet_framing_with_the_original_positional_form() {
+        let a = parse(&["tcp", "10000", "127.0.0.1", "40000", "--framing", "packet"]).unwrap();
+        assert_eq!(
+            (a.protocol, a.connections, a.host.as_str(), a.port),
+            (Protocol::Tcp, 10000, "127.0.0.1", Some(40000))
+        );
+        assert_eq!(a.framing, Framing::Packet);
+        assert_eq!(parse(&["--framing", "packet", "udp", "5"]).unwrap().framing, Framing::Packet);
+        assert_eq!(parse(&["tcp", "10000", "127.0.0.1", "40000"]).unwrap().framing, Framing::Line);
+        let err = parse(&["tcp", "--framing", "auto"]).unwrap_err().to_string();
+        assert!(err.contains("possible values: line, packet"), "{err}");
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub fn classify(line: &[u8], tag: &str) -> Pushed {
     if run == tag { Pushed::Ours(Broadcast { sender, seq, send_us }) } else { Pushed::Foreign }
 }
 
+/// Whether a broadcast of a load generator starts past the first byte of
+/// `read`: with packet framing, a sign of two messages read as one.
+pub fn starts_within(read: &[u8]) -> bool {
+    read.get(1..).is_some_and(|rest| rest.windows(PREFIX.len()).any(|w| w == PREFIX))
+}
+
 /// Which sequence numbers of one sender a connection has seen: the highest
 /// and a bitmap of the 64 below it, enough to tell duplicates from late
 /// arrivals without remembering every number.

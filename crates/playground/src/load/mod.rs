@@ -11,6 +11,7 @@
 //! - `script`: what each role says and which replies are right, shared by
 //!   every transport; `tcp` drives a script over a TCP connection, `udp`
 //!   over a UDP socket (logging in over TCP, where `login` lives);
+//!   `framing`: lines, or the original's packets, over TCP;
 //! - `pace`: per-connection intervals or a total rate;
 //! - `stats`, `timeline`, `delivery`: counters, latency histograms,
 //!   the per-second timeline and the broadcast delivery check;
@@ -23,6 +24,7 @@
 
 mod args;
 mod delivery;
+mod framing;
 mod limits;
 mod net;
 mod pace;
@@ -48,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{Broadcasters, LoadArgs, Mix, MixPart, ProgressMode, Protocol, ScenarioKind, SourceIps};
 pub use delivery::{ClientDeliveries, DeliveryCheck};
+pub use framing::Framing;
 pub use plan::Plan;
 pub use progress::Progress;
 pub use report::{BroadcastReport, Report};
