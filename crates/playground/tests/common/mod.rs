@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod packet;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
