@@ -4,7 +4,7 @@
 //! A broadcaster sends `brd:{token}:lg-{tag}-{sender}:{seq}:{send_us}`; the
 //! `tag` is random per run, so broadcasts of another run on the same server
 //! are recognised and set apart. A publication counts once the server has
-//! confirmed it (see [`super::script::Expect::Published`]).
+//! confirmed it (see [`super::expect::Expect::Published`]).
 //!
 //! Each connection of a client is a window. It opens at the first right
 //! reply on the connection (the server's task for it is running, so it is

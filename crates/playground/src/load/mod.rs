@@ -8,8 +8,8 @@
 //! How it is put together:
 //! - `args`, `parse` and `plan`: the command line, checked and resolved into
 //!   targets, source addresses and a role per client;
-//! - `script`: what each role says and which replies are right, shared by
-//!   every transport; `tcp` drives a script over a TCP connection, `udp`
+//! - `script`: what each role says and which replies are right (`expect`),
+//!   shared by every transport; `tcp` drives a script over a TCP connection, `udp`
 //!   over a UDP socket (logging in over TCP, where `login` lives);
 //!   `framing`: lines, or the original's packets, over TCP;
 //! - `pace`: per-connection intervals or a total rate;
@@ -24,6 +24,7 @@
 
 mod args;
 mod delivery;
+mod expect;
 mod framing;
 mod limits;
 mod net;

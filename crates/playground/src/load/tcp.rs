@@ -31,11 +31,12 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
 use super::delivery::{self, Inbox, Pushed};
+use super::expect::{Expect, Verdict};
 use super::framing::{self, Framing, Replies};
 use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::{Expect, Script, Verdict};
+use super::script::Script;
 
 /// Requests left unanswered on one connection before it is given up as dead.
 const MAX_PENDING: usize = 1024;

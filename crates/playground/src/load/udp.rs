@@ -33,11 +33,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::expect::{Expect, Verdict};
 use super::framing::{Framing, Replies};
 use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::{Expect, Script, Verdict};
+use super::script::Script;
 
 /// Timed-out requests a flow remembers to recognise their late replies; a
 /// reply later than that many timeouts is counted wrong.
