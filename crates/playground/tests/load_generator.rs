@@ -8,24 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    assert_accounted, assert_refused, field, load, load_json, playground, positional_echo, temp_file, total,
+    assert_accounted, assert_refused, field, load, load_json, playground, positional_echo, short, strs, temp_file,
+    total,
 };
 use common::{Server, free_port};
-
-/// A short run against `port`: no pause between connections, generous read
-/// timeout (debug builds on a busy machine), plus `extra`.
-fn short(port: u16, connections: u32, alive: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["tcp", &connections.to_string(), "127.0.0.1", &port.to_string()].iter().map(|s| s.to_string()).collect();
-    for a in ["--conn-interval", "0", "--alive", alive, "--read-timeout", "2s"].iter().chain(extra) {
-        args.push(a.to_string());
-    }
-    args
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
 
 #[test]
 fn echo_run_in_the_original_positional_form() {
@@ -291,6 +277,7 @@ fn bad_input_is_refused_with_a_reason() {
         (&["tcp", "1", "127.0.0.1", "1", "--source-ips", "192.0.2.1"], "cannot use source address 192.0.2.1"),
         (&["tcp", "1", "127.0.0.1", "1", "--plot", "out.svg"], "png"),
         (&["tcp", "1", "127.0.0.1", "1", "--mix", "echo=1,video=2"], "unknown scenario"),
+        (&["tcp", "1", "127.0.0.1", "1", "--scenario", "broadcast", "--framing", "packet"], "--broadcasters 0"),
     ];
     assert_refused(cases);
 }

@@ -1,15 +1,17 @@
 //! The command line of `playground load`. The original client's positional
 //! form (`tcp 10000 127.0.0.1 40000`: protocol, connections, host, port)
 //! still names what to load; everything else is a flag with the original's
-//! value as its default. The value parsers here reject bad input with a
-//! message that says what is expected, before any socket is opened.
+//! value as its default; the values are checked by the parsers in
+//! [`super::parse`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::framing::Framing;
+use super::parse::{parse_broadcasters, parse_mix, parse_payload, parse_rate, parse_source_ips};
 use crate::config::parse_duration;
 
 /// Transport to load.
@@ -123,6 +125,20 @@ pub struct LoadArgs {
     /// as their target) [default: 40000].
     #[arg(long)]
     pub tcp_port: Option<u16>,
+    /// How requests and replies are delimited over TCP: `packet` drives an
+    /// original server exactly as the original client did.
+    ///
+    /// `line`: each request ends in `\n`, replies are read line by line.
+    /// `packet`, the original's framing: requests carry no line ending and
+    /// each read is taken as one reply or pushed message (two server writes
+    /// that arrive together are counted as a wrong reply and, when it shows,
+    /// a merged read). Requests go one at a time either way: with packet
+    /// framing, requests written together (pipelined) would reach the server
+    /// as one command, so broadcast senders, which write `brd` with a `msg:`
+    /// probe, are refused. UDP datagrams carry no line ending either way; the
+    /// framing applies to the TCP login of UDP cache clients.
+    #[arg(long, env = "LOAD_FRAMING", value_enum, default_value_t = Framing::Line)]
+    pub framing: Framing,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = ScenarioKind::Echo)]
     pub scenario: ScenarioKind,
@@ -207,90 +223,6 @@ impl LoadArgs {
     }
 }
 
-/// Parses `--mix`: comma-separated `scenario=weight`.
-pub fn parse_mix(s: &str) -> Result<Mix, String> {
-    let mut parts: Vec<(MixPart, u32)> = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (name, weight) =
-            item.split_once('=').ok_or_else(|| format!("`{item}` is not scenario=weight (e.g. echo=70)"))?;
-        let part = match name.trim() {
-            "echo" => MixPart::Echo,
-            "cache" => MixPart::Cache,
-            "broadcast" => MixPart::Broadcast,
-            "idle" => MixPart::Idle,
-            other => return Err(format!("unknown scenario `{other}` (echo, cache, broadcast, idle)")),
-        };
-        let weight: u32 =
-            weight.trim().parse().map_err(|_| format!("weight of `{name}` is not a whole number: `{weight}`"))?;
-        if parts.iter().any(|(p, _)| *p == part) {
-            return Err(format!("`{name}` is given twice"));
-        }
-        parts.push((part, weight));
-    }
-    if parts.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
-        return Err("the weights add up to zero (e.g. echo=70,cache=20,broadcast=10)".into());
-    }
-    Ok(Mix(parts))
-}
-
-/// Parses `--broadcasters`: a count (`3`) or a share (`10%`).
-pub fn parse_broadcasters(s: &str) -> Result<Broadcasters, String> {
-    let s = s.trim();
-    if let Some(p) = s.strip_suffix('%') {
-        let p: f64 = p.trim().parse().map_err(|_| format!("`{s}` is not a share like 10%"))?;
-        if !(0.0..=100.0).contains(&p) {
-            return Err(format!("{s} is not between 0% and 100%"));
-        }
-        return Ok(Broadcasters::Percent(p));
-    }
-    s.parse().map(Broadcasters::Count).map_err(|_| format!("`{s}` is neither a count (3) nor a share (10%)"))
-}
-
-/// Parses `--rate`: messages per second, more than zero.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(r),
-        _ => Err(format!("`{s}` is not a rate in messages per second (e.g. 50000)")),
-    }
-}
-
-/// Parses `--payload`: one line's worth of text.
-pub fn parse_payload(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.contains(['\n', '\r']) {
-        return Err("the payload must be non-empty text without line breaks".into());
-    }
-    Ok(s.to_string())
-}
-
-/// Most source addresses one range may expand to (a /16).
-const MAX_SOURCE_IPS: usize = 65_536;
-
-/// Parses `--source-ips`: comma-separated addresses and IPv4 ranges `a-b`.
-pub fn parse_source_ips(s: &str) -> Result<SourceIps, String> {
-    let mut ips = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        if let Some((a, b)) = item.split_once('-') {
-            let parse = |x: &str| -> Result<Ipv4Addr, String> {
-                x.trim().parse().map_err(|_| format!("`{x}` in `{item}` is not an IPv4 address"))
-            };
-            let (a, b) = (u32::from(parse(a)?), u32::from(parse(b)?));
-            if a > b {
-                return Err(format!("range `{item}` ends before it starts"));
-            }
-            if (b - a) as usize >= MAX_SOURCE_IPS || ips.len() + (b - a) as usize >= MAX_SOURCE_IPS {
-                return Err(format!("more than {MAX_SOURCE_IPS} source addresses"));
-            }
-            ips.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
-        } else {
-            ips.push(item.parse().map_err(|_| format!("`{item}` is not an IP address or a range a-b"))?);
-        }
-    }
-    if ips.is_empty() {
-        return Err("no address given (e.g. 127.0.0.2-127.0.0.50 or 127.0.0.2,127.0.0.3)".into());
-    }
-    Ok(SourceIps(ips))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +257,20 @@ mod tests {
         assert_eq!((udp.protocol, udp.connections, udp.port), (Protocol::Udp, 64, Some(50000)));
         assert_eq!((udp.protocol.default_port(), udp.login_port()), (50000, 40001));
         assert_eq!(parse(&["udp"]).unwrap().login_port(), 40000);
+    }
+
+    #[test]
+    fn packet_framing_with_the_original_positional_form() {
+        let a = parse(&["tcp", "10000", "127.0.0.1", "40000", "--framing", "packet"]).unwrap();
+        assert_eq!(
+            (a.protocol, a.connections, a.host.as_str(), a.port),
+            (Protocol::Tcp, 10000, "127.0.0.1", Some(40000))
+        );
+        assert_eq!(a.framing, Framing::Packet);
+        assert_eq!(parse(&["--framing", "packet", "udp", "5"]).unwrap().framing, Framing::Packet);
+        assert_eq!(parse(&["tcp", "10000", "127.0.0.1", "40000"]).unwrap().framing, Framing::Line);
+        let err = parse(&["tcp", "--framing", "auto"]).unwrap_err().to_string();
+        assert!(err.contains("possible values: line, packet"), "{err}");
     }
 
     #[test]
@@ -392,13 +338,5 @@ mod tests {
         assert_eq!(Broadcasters::Percent(10.0).of(95), 10);
         assert_eq!(Broadcasters::Percent(0.1).of(5), 1);
         assert_eq!(Broadcasters::Percent(0.0).of(5), 0);
-    }
-
-    #[test]
-    fn source_ip_lists_and_ranges() {
-        let ips = parse_source_ips("127.0.0.2-127.0.0.3, 127.0.0.9").unwrap().0;
-        let want: Vec<IpAddr> = ["127.0.0.2", "127.0.0.3", "127.0.0.9"].iter().map(|s| s.parse().unwrap()).collect();
-        assert_eq!(ips, want);
-        assert!(parse_source_ips(" , ").is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! A broadcaster sends `brd:{token}:lg-{tag}-{sender}:{seq}:{send_us}`; the
 //! `tag` is random per run, so broadcasts of another run on the same server
 //! are recognised and set apart. A publication counts once the server has
-//! confirmed it (see [`super::script::Expect::Published`]).
+//! confirmed it (see [`super::expect::Expect::Published`]).
 //!
 //! Each connection of a client is a window. It opens at the first right
 //! reply on the connection (the server's task for it is running, so it is
@@ -62,6 +62,12 @@ pub fn classify(line: &[u8], tag: &str) -> Pushed {
         return Pushed::No;
     };
     if run == tag { Pushed::Ours(Broadcast { sender, seq, send_us }) } else { Pushed::Foreign }
+}
+
+/// Whether a broadcast of a load generator starts past the first byte of
+/// `read`: with packet framing, a sign of two messages read as one.
+pub fn starts_within(read: &[u8]) -> bool {
+    read.get(1..).is_some_and(|rest| rest.windows(PREFIX.len()).any(|w| w == PREFIX))
 }
 
 /// Which sequence numbers of one sender a connection has seen: the highest

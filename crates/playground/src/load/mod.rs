@@ -6,11 +6,12 @@
 //! one every 15 ms, each sending `msg:` every 250 ms for 60 s.
 //!
 //! How it is put together:
-//! - `args` and `plan`: the command line, checked and resolved into
+//! - `args`, `parse` and `plan`: the command line, checked and resolved into
 //!   targets, source addresses and a role per client;
-//! - `script`: what each role says and which replies are right, shared by
-//!   every transport; `tcp` drives a script over a TCP connection, `udp`
+//! - `script`: what each role says and which replies are right (`expect`),
+//!   shared by every transport; `tcp` drives a script over a TCP connection, `udp`
 //!   over a UDP socket (logging in over TCP, where `login` lives);
+//!   `framing`: lines, or the original's packets, over TCP;
 //! - `pace`: per-connection intervals or a total rate;
 //! - `stats`, `timeline`, `delivery`: counters, latency histograms,
 //!   the per-second timeline and the broadcast delivery check;
@@ -23,9 +24,12 @@
 
 mod args;
 mod delivery;
+mod expect;
+mod framing;
 mod limits;
 mod net;
 mod pace;
+mod parse;
 mod plan;
 mod plot;
 mod progress;
@@ -47,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{Broadcasters, LoadArgs, Mix, MixPart, ProgressMode, Protocol, ScenarioKind, SourceIps};
 pub use delivery::{ClientDeliveries, DeliveryCheck};
+pub use framing::Framing;
 pub use plan::Plan;
 pub use progress::Progress;
 pub use report::{BroadcastReport, Report};

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use tokio::net::lookup_host;
 
 use super::args::{LoadArgs, MixPart, Protocol, ScenarioKind};
+use super::framing::Framing;
 use super::script::Role;
 
 /// What a run will do.
@@ -51,6 +52,7 @@ impl Plan {
             bail!("source address {bad} and the targets {targets:?} are not all of the same IP version");
         }
         let roles = assign_roles(args);
+        check_framing(args, &roles)?;
         let logins = match args.protocol {
             Protocol::Tcp => Vec::new(),
             Protocol::Udp => targets.iter().map(|t| SocketAddr::new(t.ip(), args.login_port())).collect(),
@@ -109,6 +111,21 @@ fn check_transport(args: &LoadArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// With packet framing each write must be one command the server reads
+/// alone, and requests go one at a time; a broadcast sender writes `brd`
+/// and its `msg:` probe together (a published `brd` gets no reply, the
+/// probe's echo tells when it is done), which packet framing cannot carry.
+fn check_framing(args: &LoadArgs, roles: &[Role]) -> anyhow::Result<()> {
+    if args.framing == Framing::Packet && roles.contains(&Role::Broadcaster) {
+        bail!(
+            "--framing packet cannot carry broadcast senders: each writes `brd` and a `msg:` probe together, \
+             which a packet server reads as one command (requests are never pipelined in packet framing); \
+             use --framing line, or --broadcasters 0 to only listen"
+        );
+    }
+    Ok(())
 }
 
 /// The longest duration any option takes: beyond it, times would overflow.
@@ -283,5 +300,17 @@ mod tests {
             assert!(err.contains("broadcast is only available over TCP"), "{refused:?}: {err}");
         }
         assert!(Plan::new(&udp(&["--mix", "echo=1,cache=1,broadcast=0"])).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn packet_framing_refuses_only_broadcast_senders() {
+        for refused in [&["--scenario", "broadcast"][..], &["4", "--mix", "echo=1,broadcast=1"]] {
+            let err = Plan::new(&args(&[refused, &["--framing", "packet"]].concat())).await.unwrap_err().to_string();
+            assert!(err.contains("--framing packet cannot carry broadcast senders"), "{refused:?}: {err}");
+        }
+        for fine in [&["--scenario", "broadcast", "--broadcasters", "0"][..], &["--scenario", "cache"], &[]] {
+            assert!(Plan::new(&args(&[fine, &["--framing", "packet"]].concat())).await.is_ok(), "{fine:?}");
+        }
+        assert!(Plan::new(&udp(&["--scenario", "cache", "--framing", "packet"])).await.is_ok());
     }
 }

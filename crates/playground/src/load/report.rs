@@ -27,6 +27,8 @@ const TEXT_WORST_CLIENTS: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub protocol: String,
+    /// TCP framing: `line`, or the original's `packet`.
+    pub framing: String,
     pub scenario: String,
     pub targets: Vec<String>,
     pub source_ips: usize,
@@ -72,6 +74,7 @@ impl Report {
         };
         Report {
             protocol: format!("{:?}", args.protocol).to_lowercase(),
+            framing: args.framing.name().into(),
             scenario: match args.scenario() {
                 ScenarioKind::Mix => format!("mix {}", mix_text(&args.mix.clone().unwrap_or_default())),
                 other => format!("{other:?}").to_lowercase(),
@@ -123,12 +126,13 @@ impl fmt::Display for Report {
         let t = &self.totals;
         writeln!(
             f,
-            "playground load: {} {}, {} connections to {} ({}){}",
+            "playground load: {} {}, {} connections to {} ({}){}{}",
             self.protocol,
             self.scenario,
             self.connections,
             self.targets.join(", "),
             self.pacing,
+            if self.framing == "line" { String::new() } else { format!(", {} framing", self.framing) },
             if self.interrupted { " - interrupted, figures so far" } else { "" }
         )?;
         writeln!(f, "elapsed            {:.2} s", self.elapsed_secs)?;
@@ -142,6 +146,9 @@ impl fmt::Display for Report {
         writeln!(f, "timeouts           {} ({:.2} %)", t.timeouts, self.timeout_percent)?;
         writeln!(f, "late replies       {}", t.late_replies)?;
         writeln!(f, "wrong replies      {}", t.wrong_replies)?;
+        if self.framing != "line" {
+            writeln!(f, "  merged reads     {} (several messages read as one)", t.merged_reads)?;
+        }
         writeln!(f, "unanswered         {}", t.unanswered)?;
         writeln!(f, "reconnects         {}", t.reconnects)?;
         writeln!(f, "resets             {}", t.resets)?;
@@ -236,6 +243,7 @@ mod tests {
     fn report(seconds: usize) -> Report {
         Report {
             protocol: "tcp".into(),
+            framing: "line".into(),
             scenario: "echo".into(),
             targets: vec!["127.0.0.1:40000".into()],
             source_ips: 0,
@@ -275,5 +283,9 @@ mod tests {
         let labels: Vec<&str> = text.lines().skip(1).take(4).map(|l| l.split("  ").next().unwrap()).collect();
         assert_eq!(labels, ["elapsed", "connections", "packets sent", "packets received"]);
         assert!(!text.contains("broadcasts"), "no broadcast lines without broadcasts");
+        assert!(!text.contains("framing") && !text.contains("merged"), "line framing, the default, goes unsaid");
+        let packet = Report { framing: "packet".into(), ..report(2) }.to_string();
+        assert!(packet.lines().next().unwrap().ends_with(", packet framing"), "{packet}");
+        assert!(packet.contains("\n  merged reads     0 "), "{packet}");
     }
 }

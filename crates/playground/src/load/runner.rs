@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::args::Protocol;
 use super::delivery::Ledger;
+use super::framing::Framing;
 use super::pace::Pacer;
 use super::plan::Plan;
 use super::progress::Progress;
@@ -46,6 +47,8 @@ pub struct Context {
     /// End of the whole run (`--duration`).
     pub deadline: Option<Instant>,
     pub timing: Timing,
+    /// How TCP requests and replies are delimited.
+    pub framing: Framing,
 }
 
 impl Context {
@@ -159,6 +162,7 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
             connect_timeout: args.connect_timeout,
             settle: args.settle,
         },
+        framing: args.framing,
     });
     let scripts = ScriptConfig {
         payload: args.payload.as_str().into(),

@@ -8,13 +8,14 @@
 //! position. Datagrams can be lost or reordered, so the UDP driver pairs them
 //! by content ([`Expect::answered_by`]: echoes carry the client and sequence
 //! number) and tells the script when a request may never be answered
-//! ([`Script::timed_out`]).
+//! ([`Script::unanswered`]).
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::delivery::{self, Ledger};
+use super::expect::{Expect, Verdict};
 
 /// What a client does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -30,51 +31,6 @@ pub enum Role {
     Listener,
     /// Nothing at all: holds its connection.
     Idle,
-}
-
-/// The reply a request waits for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
-    /// `msg:`: exactly this echo.
-    Echo(Bytes),
-    /// `login`: a token.
-    Token,
-    /// `mcset` of key number `key`: `success`.
-    Stored { key: u32 },
-    /// `mcget` of key number `key`: the value last stored.
-    Value { key: u32, value: Bytes },
-    /// `brd` followed by a `msg:` probe: the server answers a failed `brd`
-    /// with one `error:` line and a published one with nothing, so the probe's
-    /// echo (`ack`) tells when the publication is done and whether it failed.
-    Published { send_us: u64, ack: Bytes, failed: bool },
-}
-
-impl Expect {
-    /// Whether `reply` is the right reply to this request, without judging
-    /// it: how a driver finds, among several requests, the one a reply
-    /// belongs to.
-    pub fn answered_by(&self, reply: &[u8]) -> bool {
-        match self {
-            Expect::Echo(echo) => reply == &echo[..],
-            Expect::Token => reply.len() == playground_protocol::TOKEN_LEN && !reply.starts_with(b"error"),
-            Expect::Stored { .. } => reply == b"success",
-            Expect::Value { value, .. } => reply == &value[..],
-            Expect::Published { ack, .. } => reply == &ack[..],
-        }
-    }
-}
-
-/// How a reply turned out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// The expected reply.
-    Right,
-    /// Not the expected reply.
-    Wrong,
-    /// The server refused to publish a broadcast.
-    PublishFailed,
-    /// Part of the reply; more lines belong to the same request.
-    More,
 }
 
 /// Cache data are valid 360 s on the server; older values are written again
@@ -214,27 +170,27 @@ impl Script {
             self.token = None;
         }
         match expect {
-            Expect::Echo(_) => verdict(expect.answered_by(line)),
+            Expect::Echo(_) => Verdict::of(expect.answered_by(line)),
             Expect::Token => {
                 let ok = expect.answered_by(line);
                 if ok {
                     self.token = Some(Bytes::copy_from_slice(line));
                 }
-                verdict(ok)
+                Verdict::of(ok)
             }
             Expect::Stored { key } => {
                 let ok = line == b"success";
                 if !ok {
                     self.forget(*key);
                 }
-                verdict(ok)
+                Verdict::of(ok)
             }
             Expect::Value { key, value } => {
                 let ok = line == &value[..];
                 if !ok {
                     self.forget(*key);
                 }
-                verdict(ok)
+                Verdict::of(ok)
             }
             Expect::Published { send_us, ack, failed } => {
                 if line == &ack[..] {
@@ -277,10 +233,6 @@ impl Script {
             *slot = None;
         }
     }
-}
-
-fn verdict(ok: bool) -> Verdict {
-    if ok { Verdict::Right } else { Verdict::Wrong }
 }
 
 fn put_line(out: &mut BytesMut, parts: &[&[u8]]) {

@@ -53,6 +53,9 @@ counters! {
     timeouts,
     /// Replies that were not the expected ones.
     wrong_replies,
+    /// With packet framing: reads that held more than one message, as far as
+    /// can be told (each also counted as a wrong reply).
+    merged_reads,
     /// Requests still without a reply when their connection ended (server
     /// shutdown, lost connection, end of the run).
     unanswered,

@@ -6,7 +6,15 @@
 //! Requests go one at a time: the next is sent when the reply came or the
 //! read timeout passed. A request that timed out stays queued, because the
 //! server answers every request in order: its late reply is recognised as
-//! such instead of being taken for the reply to a newer request.
+//! such instead of being taken for the reply to a newer request. A reply
+//! that is the right one for a newer request than the oldest tells that the
+//! older ones' replies will not come apart (with packet framing, they were
+//! read together with another message): those count as unanswered, and the
+//! pairing of later replies stays right.
+//!
+//! Lines or the original's packets ([`super::framing`]) only change what is
+//! written and how a read is cut into messages; each message is then handled
+//! the same way.
 //!
 //! The task sleeps on a single timer, moved to the earliest of: the reply
 //! deadline, the next send, the end of the client's time. Idle clients thus
@@ -18,23 +26,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
-use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
-use tokio_util::codec::FramedRead;
 
 use super::delivery::{self, Inbox, Pushed};
+use super::expect::{Expect, Verdict};
+use super::framing::{self, Framing, Replies};
 use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::{Expect, Script, Verdict};
-use crate::tcp::codec::{Frame, LineCodec};
+use super::script::Script;
 
-/// Longest line accepted from the server.
-const MAX_REPLY: usize = 64 * 1024;
-/// Initial read buffer: replies are short, and it grows when needed.
-const READ_BUFFER: usize = 256;
 /// Requests left unanswered on one connection before it is given up as dead.
 const MAX_PENDING: usize = 1024;
 
@@ -87,7 +90,7 @@ impl Conversation for Client {
     async fn converse(&mut self, mut stream: TcpStream, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
         let ctx = self.ctx.clone();
         let (reader, mut writer) = stream.split();
-        let mut lines = FramedRead::with_capacity(reader, LineCodec::new(MAX_REPLY), READ_BUFFER);
+        let mut replies = Replies::new(reader, ctx.framing);
         self.script.on_connect();
         let now = Instant::now();
         let mut conn = Conn {
@@ -120,16 +123,15 @@ impl Conversation for Client {
             tokio::select! {
                 biased;
                 _ = cancelled.as_mut() => break Ended::Done,
-                frame = lines.next() => match frame {
-                    Some(Ok(Frame::Line(line))) => {
-                        if line.as_ref() == b"reconnect" {
+                message = replies.next() => match message {
+                    Ok(Some(message)) => {
+                        if message.as_ref() == b"reconnect" {
                             ctx.stats.count.reconnects.fetch_add(1, Relaxed);
                             break Ended::Again;
                         }
-                        self.on_line(&line, &mut conn);
+                        self.on_message(&message, &mut conn);
                     }
-                    Some(Ok(Frame::TooLong)) => self.on_line(b"", &mut conn),
-                    Some(Err(_)) | None => {
+                    Ok(None) | Err(_) => {
                         ctx.stats.count.resets.fetch_add(1, Relaxed);
                         break Ended::Again;
                     }
@@ -160,7 +162,7 @@ impl Client {
         conn.schedule.hold();
         conn.out.clear();
         let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out) else { return Ok(()) };
-        writer.write_all(&conn.out).await?;
+        writer.write_all(self.ctx.framing.request(&conn.out)).await?;
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
         conn.pending.push_back(Pending { expect, sent_at: now, timed_out: false });
         Ok(())
@@ -175,14 +177,14 @@ impl Client {
         }
     }
 
-    /// A line from the server: a pushed broadcast, or the reply to the oldest request.
-    fn on_line(&mut self, line: &[u8], conn: &mut Conn) {
+    /// A message from the server: a pushed broadcast, or a reply.
+    fn on_message(&mut self, message: &[u8], conn: &mut Conn) {
         // Borrowed, not cloned: every client shares this Arc, and a count
-        // change per line would bounce its cache line between cores.
+        // change per message would bounce its cache line between cores.
         let ctx = &*self.ctx;
         let count = &ctx.stats.count;
         let now = Instant::now();
-        match delivery::classify(line, ctx.ledger.tag()) {
+        match delivery::classify(message, ctx.ledger.tag()) {
             Pushed::Ours(b) => {
                 let now_us = ctx.micros(now);
                 if conn.inbox.receive(b, now_us) {
@@ -200,13 +202,20 @@ impl Client {
             }
             Pushed::No => {}
         }
+        // The oldest request's reply, unless it is the right one of a newer
+        // request: then the older ones' replies will not come apart.
+        let newer = conn.pending.iter().position(|p| p.expect.answered_by(message)).unwrap_or(0);
+        for skipped in conn.pending.drain(..newer) {
+            count.unanswered.fetch_add(1, Relaxed);
+            self.script.unanswered(&skipped.expect);
+        }
         let last = conn.pending.len() == 1;
         let Some(front) = conn.pending.front_mut() else {
-            count.wrong_replies.fetch_add(1, Relaxed);
+            self.wrong(message, None);
             return;
         };
         let publication = matches!(front.expect, Expect::Published { .. });
-        match self.script.check(&mut front.expect, line) {
+        match self.script.check(&mut front.expect, message) {
             Verdict::More => return,
             Verdict::Right => {
                 if front.timed_out {
@@ -220,9 +229,7 @@ impl Client {
                 ctx.stats.latency.record(self.id, now - front.sent_at);
                 conn.inbox.ready(ctx.micros(now));
             }
-            Verdict::Wrong => {
-                count.wrong_replies.fetch_add(1, Relaxed);
-            }
+            Verdict::Wrong => self.wrong(message, front.expect.right_reply()),
             Verdict::PublishFailed => {
                 count.publish_errors.fetch_add(1, Relaxed);
             }
@@ -230,6 +237,16 @@ impl Client {
         let done = conn.pending.pop_front();
         if last && done.is_some_and(|d| !d.timed_out) {
             conn.schedule.after(&self.ctx.pacer, &self.script, now);
+        }
+    }
+
+    /// Counts a message that is no right reply (to `expected`, if known in
+    /// advance), and whether it looks like several read as one.
+    fn wrong(&self, message: &[u8], expected: Option<&[u8]>) {
+        let count = &self.ctx.stats.count;
+        count.wrong_replies.fetch_add(1, Relaxed);
+        if self.ctx.framing == Framing::Packet && framing::looks_merged(message, expected) {
+            count.merged_reads.fetch_add(1, Relaxed);
         }
     }
 }
@@ -240,7 +257,7 @@ mod tests {
 
     use super::*;
     use crate::load::testing;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     use tokio::net::TcpListener;
 
     /// An echo server whose first reply comes `delay` late.
@@ -274,5 +291,46 @@ mod tests {
         // The first request times out at 100 ms; its reply (at 150 ms) is late,
         // and the second request, sent at 100 ms, gets its own reply.
         testing::assert_one_late_reply(&ctx);
+    }
+
+    /// A server with the original's framing that holds back its first
+    /// reply until the second request came, then writes both replies at
+    /// once: what TCP may do to two writes. A request with a line end stops
+    /// it, which shows as a reset.
+    async fn merging_packet_echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let (mut held, mut reads) = (Vec::new(), 0);
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                if buf[..n].contains(&b'\n') {
+                    return;
+                }
+                held.extend_from_slice(buf[..n].strip_prefix(b"msg:").unwrap_or(&buf[..n]));
+                reads += 1;
+                if reads > 1 && stream.write_all(&std::mem::take(&mut held)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_merged_packet_read_is_counted_and_later_replies_still_pair() {
+        let target = merging_packet_echo().await;
+        let ctx = testing::framed(Framing::Packet);
+        let script = testing::echo_script(&ctx);
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        let c = ctx.stats.count.snapshot();
+        // The first request times out and its reply comes merged with the
+        // second's: one wrong, merged read. The second then times out too,
+        // and is given up as unanswered when the third's reply comes; every
+        // later reply pairs with its own request.
+        assert_eq!((c.timeouts, c.wrong_replies, c.merged_reads, c.late_replies, c.resets), (2, 1, 1, 0, 0), "{c:?}");
+        assert_eq!(c.received + c.wrong_replies + c.unanswered, c.sent, "{c:?}");
+        assert!(c.received > 10, "{c:?}");
     }
 }

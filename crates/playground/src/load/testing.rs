@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Ledger;
+use super::framing::Framing;
 use super::pace::Pacer;
 use super::runner::{Context, Timing};
 use super::script::{Role, Script, ScriptConfig};
@@ -19,6 +20,11 @@ use super::stats::Stats;
 /// A run starting now, of clients that live 600 ms, send every 10 ms and
 /// take a reply later than 100 ms for a timeout.
 pub fn context() -> Arc<Context> {
+    framed(Framing::Line)
+}
+
+/// Like [`context`], with `framing`.
+pub fn framed(framing: Framing) -> Arc<Context> {
     let start = Instant::now();
     Arc::new(Context {
         stats: Stats::default(),
@@ -34,6 +40,7 @@ pub fn context() -> Arc<Context> {
             connect_timeout: Duration::from_secs(5),
             settle: Duration::ZERO,
         },
+        framing,
     })
 }
 

@@ -3,8 +3,13 @@
 //!
 //! `login` exists only over TCP: when the script asks for a token, the flow
 //! sends that request over a short TCP connection to the same host on
-//! `--tcp-port` and closes it once answered. Tokens outlive their connection,
-//! and over UDP the server only checks that a token exists.
+//! `--tcp-port`, framed as `--framing` says, and closes it once answered.
+//! Tokens outlive their connection, and over UDP the server only checks that
+//! a token exists.
+//!
+//! Datagrams carry no line end, whatever `--framing` says: a datagram is one
+//! command already, and the server answers without a line end in turn (a
+//! reply that has one is accepted all the same).
 //!
 //! Requests go one at a time, paced like TCP's. Datagrams can be lost or
 //! reordered, so replies are paired with requests by content
@@ -24,14 +29,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::expect::{Expect, Verdict};
+use super::framing::{Framing, Replies};
 use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::{Expect, Script, Verdict};
+use super::script::Script;
 
 /// Timed-out requests a flow remembers to recognise their late replies; a
 /// reply later than that many timeouts is counted wrong.
@@ -39,8 +46,6 @@ const MAX_LATE: usize = 64;
 /// Receive room beyond the longest right reply, for error replies. A longer
 /// datagram is cut to the buffer, and so counted wrong, as it should be.
 const ERROR_ROOM: usize = 256;
-/// Longest `login` reply read over TCP (a token and its line end).
-const MAX_LOGIN_REPLY: u64 = 1024;
 
 /// One simulated flow.
 pub struct Client {
@@ -152,9 +157,7 @@ impl Client {
                 () = self.login(expect, flow) => Sent::Ok,
             };
         }
-        // One command per datagram: the line end is not needed.
-        let datagram = flow.out.strip_suffix(b"\n").unwrap_or(&flow.out);
-        if socket.send(datagram).await.is_err() {
+        if socket.send(Framing::Packet.request(&flow.out)).await.is_err() {
             return Sent::Lost;
         }
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
@@ -176,27 +179,26 @@ impl Client {
                 return retry(flow);
             }
         };
-        if stream.write_all(&flow.out).await.is_err() {
+        if stream.write_all(ctx.framing.request(&flow.out)).await.is_err() {
             count.resets.fetch_add(1, Relaxed);
             return retry(flow);
         }
         count.sent.fetch_add(1, Relaxed);
         let sent_at = Instant::now();
-        let mut line = Vec::new();
-        let mut reader = BufReader::new(stream.take(MAX_LOGIN_REPLY));
-        match timeout(timing.read_timeout, reader.read_until(b'\n', &mut line)).await {
+        let mut replies = Replies::new(stream, ctx.framing);
+        match timeout(timing.read_timeout, replies.next()).await {
             Err(_) => {
                 count.timeouts.fetch_add(1, Relaxed);
                 count.unanswered.fetch_add(1, Relaxed);
             }
-            Ok(Err(_) | Ok(0)) => {
+            Ok(Err(_) | Ok(None)) => {
                 count.resets.fetch_add(1, Relaxed);
                 count.unanswered.fetch_add(1, Relaxed);
                 return retry(flow);
             }
-            Ok(Ok(_)) => {
+            Ok(Ok(Some(reply))) => {
                 let now = Instant::now();
-                if self.script.check(&mut expect, trim(&line)) == Verdict::Right {
+                if self.script.check(&mut expect, trim(&reply)) == Verdict::Right {
                     count.received.fetch_add(1, Relaxed);
                     ctx.stats.latency.record(self.id, now - sent_at);
                 } else {

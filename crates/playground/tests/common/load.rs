@@ -73,6 +73,21 @@ pub fn positional_echo(protocol: &str, port: u16) -> String {
     ])
 }
 
+/// A short run against `port`: no pause between connections, generous read
+/// timeout (debug builds on a busy machine), plus `extra`.
+pub fn short(port: u16, connections: u32, alive: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["tcp", &connections.to_string(), "127.0.0.1", &port.to_string()].iter().map(|s| s.to_string()).collect();
+    for a in ["--conn-interval", "0", "--alive", alive, "--read-timeout", "2s"].iter().chain(extra) {
+        args.push(a.to_string());
+    }
+    args
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// Checks that each `(args, needle)` load is refused, with an error that
 /// names `needle`, and without a panic.
 pub fn assert_refused(cases: &[(&[&str], &str)]) {

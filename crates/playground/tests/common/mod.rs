@@ -4,6 +4,7 @@
 
 pub mod load;
 pub mod original;
+pub mod packet;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
