@@ -30,7 +30,9 @@ fn packet_framing_drives_a_server_with_the_original_framing() {
     assert_eq!((total(&r, "wrong_replies"), total(&r, "merged_reads"), total(&r, "resets")), (0, 0, 0), "{r:#}");
     // Each connection is told to reconnect after 5 echoes, and comes back.
     assert!(total(&r, "reconnects") >= 3, "{r:#}");
-    assert_eq!(total(&r, "connections_opened"), 3 + total(&r, "reconnects"), "{r:#}");
+    // A `reconnect` that comes as the run ends is followed by no new connection.
+    let opened = total(&r, "connections_opened");
+    assert!(opened > 3 && opened <= 3 + total(&r, "reconnects"), "{r:#}");
     assert_eq!(total(&r, "sent"), server.commands.load(Relaxed), "{r:#}");
     assert_accounted(&r);
 
