@@ -1,13 +1,17 @@
-//! The `playground` binary: one executable, one role per subcommand.
+//! The `playground` binary: one executable, one role per subcommand. It only
+//! dispatches; each role lives in its own crate (`playground-server`,
+//! `playground-logger`, `playground-load`).
+
+mod cli;
 
 use clap::Parser;
-use playground::config::{Cli, Command};
-use playground::{load, logger, serve};
+use cli::{Cli, Command};
+use playground_server::serve;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match &cli.command {
-        Command::Load(args) => load::runtime(args),
+        Command::Load(args) => playground_load::runtime(args),
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
@@ -31,8 +35,8 @@ fn main() -> std::process::ExitCode {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
                 serve::run_serve(args, shipper).await
             }
-            Command::Load(args) => load::run(args).await,
-            Command::Logger(args) => logger::run(*args).await,
+            Command::Load(args) => playground_load::run(args).await,
+            Command::Logger(args) => playground_logger::run(*args).await,
         }
     });
     match result {

@@ -1,0 +1,46 @@
+//! The process-wide Prometheus recorder every role installs, with the
+//! histogram buckets each role asks for. `/metrics` renders it (see
+//! [`crate::admin`]).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets for every histogram named `*duration_seconds`: 50 µs to 2.5 s.
+pub const LATENCY_BUCKETS: [f64; 15] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) with latency buckets for
+/// `*duration_seconds` histograms and `buckets` for the role's own
+/// histograms (full name, bucket bounds), and returns the handle that renders
+/// `/metrics`. A background thread drains histogram samples so memory stays
+/// bounded even when nobody scrapes.
+pub fn install(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let mut builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &LATENCY_BUCKETS)
+                .expect("static bucket lists are valid");
+            for (name, bounds) in buckets {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).into()), bounds)
+                    .expect("static bucket lists are valid");
+            }
+            let handle = builder.install_recorder().expect("the metrics recorder is installed once");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawning the metrics upkeep thread");
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,147 @@
+//! The load generator (`playground load`, or `playground-load` on its own):
+//! opens many connections to one or more servers, drives
+//! traffic, follows `reconnect`, and reports what happened.
+//!
+//! The original client's positional form and defaults still work:
+//! `playground load tcp 10000 127.0.0.1 40000` opens 10,000 connections,
+//! one every 15 ms, each sending `msg:` every 250 ms for 60 s.
+//!
+//! How it is put together:
+//! - `args`, `parse` and `plan`: the command line, checked and resolved into
+//!   targets, source addresses and a role per client;
+//! - `script`: what each role says and which replies are right (`expect`),
+//!   shared by every transport; `tcp` drives a script over a TCP connection, `udp`
+//!   over a UDP socket (logging in over TCP, where `login` lives);
+//!   `framing`: lines, or the original's packets, over TCP;
+//! - `pace`: per-connection intervals or a total rate;
+//! - `stats`, `timeline`, `delivery`: counters, latency histograms,
+//!   the per-second timeline and the broadcast delivery check;
+//! - `runner`: opens the clients on schedule and samples the timeline;
+//! - `progress`, `report`, `plot`: what a person sees;
+//! - `limits`, `net`: open-file limits and source-address binding;
+//! - `testing`: fixtures the drivers' unit tests share.
+//!
+//! `runner` picks the driver by `Protocol`.
+
+mod args;
+mod delivery;
+mod expect;
+mod framing;
+mod limits;
+mod net;
+mod pace;
+mod parse;
+mod plan;
+mod plot;
+mod progress;
+mod report;
+mod runner;
+mod script;
+mod stats;
+mod tcp;
+#[cfg(test)]
+mod testing;
+mod timeline;
+mod udp;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use playground_common::wait_for_signal;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{Broadcasters, LoadArgs, Mix, MixPart, ProgressMode, Protocol, ScenarioKind, SourceIps};
+pub use delivery::{ClientDeliveries, DeliveryCheck};
+pub use framing::Framing;
+pub use plan::Plan;
+pub use progress::Progress;
+pub use report::{BroadcastReport, Report};
+pub use script::Role;
+pub use stats::{Counts, Percentiles};
+pub use timeline::Second;
+
+/// The load generator's command line when it runs as a program of its own
+/// (`playground-load`, installed with `cargo install --path crates/load`);
+/// `playground load` takes the same arguments.
+#[derive(Debug, clap::Parser)]
+#[command(name = "playground-load", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub args: LoadArgs,
+}
+
+impl Cli {
+    /// Parses `args` (without the program name).
+    pub fn parse_args(args: &[&str]) -> Result<LoadArgs, clap::Error> {
+        let argv = std::iter::once("playground-load").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.args)
+    }
+}
+
+/// The runtime for a load: `--threads` worker threads. One thread runs
+/// every connection on the calling thread, which saves the cross-thread
+/// wake-ups of a multi-threaded runtime and caps the generator at one core.
+pub fn runtime(args: &LoadArgs) -> std::io::Result<tokio::runtime::Runtime> {
+    match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+}
+
+/// Runs the load with progress, prints the report, and writes `--json` and
+/// `--plot`. Ctrl-C (or SIGTERM) stops the clients and reports what ran so far.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let plan = prepare(&args).await?;
+    let progress = Progress::new(args.progress, args.progress_interval, planned(&args));
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signals(cancel.clone(), progress.notes()));
+    let report = runner::execute(&plan, cancel, progress).await;
+    signals.abort();
+    // A closed pipe (`| head`) must not lose the --json and --plot outputs.
+    let _ = writeln!(std::io::stdout().lock(), "{report}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(&report, path)?;
+    }
+    Ok(())
+}
+
+/// Runs the load without progress or signal handling and returns its report.
+pub async fn execute(args: &LoadArgs) -> anyhow::Result<Report> {
+    let plan = prepare(args).await?;
+    Ok(runner::execute(&plan, CancellationToken::new(), Progress::Off).await)
+}
+
+/// Checks everything that can be checked before connecting.
+async fn prepare(args: &LoadArgs) -> anyhow::Result<Plan> {
+    let plan = Plan::new(args).await?;
+    net::check_sources(&plan.sources)?;
+    limits::ensure_open_files(plan.files_needed(), args.connections)?;
+    if let Some(path) = &args.plot {
+        // Fail now rather than after a long run.
+        if path.extension().and_then(|e| e.to_str()).is_none_or(|e| !e.eq_ignore_ascii_case("png")) {
+            anyhow::bail!("--plot {}: the picture is a PNG file, name it *.png", path.display());
+        }
+    }
+    Ok(plan)
+}
+
+/// How long the run should take, for the progress bar.
+fn planned(args: &LoadArgs) -> Duration {
+    let ramp = args.conn_interval.saturating_mul(args.connections.saturating_sub(1));
+    let whole = ramp.saturating_add(args.alive);
+    args.duration.map_or(whole, |d| d.min(whole))
+}
+
+/// First Ctrl-C or SIGTERM: stop the clients and report. Second: quit at once.
+async fn stop_on_signals(cancel: CancellationToken, notes: progress::Notes) {
+    wait_for_signal().await;
+    notes.say("stopping: closing connections and printing the report so far (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    wait_for_signal().await;
+    std::process::exit(130);
+}

@@ -1,0 +1,17 @@
+//! `playground-load`: the load generator on its own, without the servers and
+//! without librdkafka (`cargo install --path crates/load`).
+
+use clap::Parser;
+use playground_load::{Cli, run, runtime};
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse().args;
+    let result = runtime(&args).map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

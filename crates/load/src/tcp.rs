@@ -1,0 +1,336 @@
+//! One simulated TCP client: connects (from its source address, to its
+//! target), lets its [`Script`] talk, matches replies, takes pushed
+//! broadcasts, follows `reconnect` (reconnecting through the same address,
+//! i.e. the load balancer, after a delay) and counts what failed.
+//!
+//! Requests go one at a time: the next is sent when the reply came or the
+//! read timeout passed. A request that timed out stays queued, because the
+//! server answers every request in order: its late reply is recognised as
+//! such instead of being taken for the reply to a newer request. A reply
+//! that is the right one for a newer request than the oldest tells that the
+//! older ones' replies will not come apart (with packet framing, they were
+//! read together with another message): those count as unanswered, and the
+//! pairing of later replies stays right.
+//!
+//! Lines or the original's packets ([`super::framing`]) only change what is
+//! written and how a read is cut into messages; each message is then handled
+//! the same way.
+//!
+//! The task sleeps on a single timer, moved to the earliest of: the reply
+//! deadline, the next send, the end of the client's time. Idle clients thus
+//! cost a socket, a small buffer and a sleeping task.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep_until};
+
+use super::delivery::{self, Inbox, Pushed};
+use super::expect::{Expect, Verdict};
+use super::framing::{self, Framing, Replies};
+use super::net;
+use super::pace::{Schedule, Step};
+use super::runner::{Cancelled, Context, Conversation, Ended};
+use super::script::Script;
+
+/// Requests left unanswered on one connection before it is given up as dead.
+const MAX_PENDING: usize = 1024;
+
+/// One simulated client.
+pub struct Client {
+    pub id: u32,
+    pub target: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub script: Script,
+    pub ctx: Arc<Context>,
+}
+
+/// A request waiting for its reply.
+struct Pending {
+    expect: Expect,
+    sent_at: Instant,
+    timed_out: bool,
+}
+
+/// The state of one connection.
+struct Conn {
+    pending: VecDeque<Pending>,
+    inbox: Inbox,
+    schedule: Schedule,
+    out: BytesMut,
+}
+
+impl Conn {
+    /// The newest request, if it still waits within its read timeout.
+    fn waiting(&self) -> Option<&Pending> {
+        self.pending.back().filter(|p| !p.timed_out)
+    }
+}
+
+impl Conversation for Client {
+    type Link = TcpStream;
+
+    fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    async fn open(&self) -> std::io::Result<TcpStream> {
+        net::connect(self.target, self.source, self.ctx.timing.connect_timeout).await
+    }
+
+    async fn converse(&mut self, mut stream: TcpStream, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
+        let ctx = self.ctx.clone();
+        let (reader, mut writer) = stream.split();
+        let mut replies = Replies::new(reader, ctx.framing);
+        self.script.on_connect();
+        let now = Instant::now();
+        let mut conn = Conn {
+            pending: VecDeque::new(),
+            inbox: Inbox::new(ctx.timing.settle.as_micros() as u64),
+            schedule: Schedule::starting(now),
+            out: BytesMut::new(),
+        };
+        let timer = sleep_until(end);
+        tokio::pin!(timer);
+        let ended = loop {
+            let now = Instant::now();
+            match conn.schedule.step(now, end, conn.waiting().is_some()) {
+                Step::Close => break Ended::Done,
+                Step::Send => {
+                    if self.send(&mut writer, &mut conn, now).await.is_err() {
+                        ctx.stats.count.resets.fetch_add(1, Relaxed);
+                        break Ended::Again;
+                    }
+                    if conn.pending.len() > MAX_PENDING {
+                        ctx.stats.count.resets.fetch_add(1, Relaxed);
+                        break Ended::Again;
+                    }
+                    continue;
+                }
+                Step::Wait => {}
+            }
+            let reply_due = conn.waiting().map(|p| p.sent_at + ctx.timing.read_timeout);
+            conn.schedule.set_timer(timer.as_mut(), reply_due, end);
+            tokio::select! {
+                biased;
+                _ = cancelled.as_mut() => break Ended::Done,
+                message = replies.next() => match message {
+                    Ok(Some(message)) => {
+                        if message.as_ref() == b"reconnect" {
+                            ctx.stats.count.reconnects.fetch_add(1, Relaxed);
+                            break Ended::Again;
+                        }
+                        self.on_message(&message, &mut conn);
+                    }
+                    Ok(None) | Err(_) => {
+                        ctx.stats.count.resets.fetch_add(1, Relaxed);
+                        break Ended::Again;
+                    }
+                },
+                _ = &mut timer => self.on_timer(&mut conn, Instant::now()),
+            }
+        };
+        conn.inbox.close(self.id, ctx.micros(Instant::now()), &ctx.ledger);
+        ctx.stats.count.unanswered.fetch_add(conn.pending.len() as u64, Relaxed);
+        for p in &conn.pending {
+            self.script.unanswered(&p.expect);
+        }
+        if ended == Ended::Done {
+            let _ = writer.shutdown().await;
+        }
+        ended
+    }
+}
+
+impl Client {
+    /// Sends the script's next request, if it has one.
+    async fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        conn: &mut Conn,
+        now: Instant,
+    ) -> std::io::Result<()> {
+        conn.schedule.hold();
+        conn.out.clear();
+        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out) else { return Ok(()) };
+        writer.write_all(self.ctx.framing.request(&conn.out)).await?;
+        self.ctx.stats.count.sent.fetch_add(1, Relaxed);
+        conn.pending.push_back(Pending { expect, sent_at: now, timed_out: false });
+        Ok(())
+    }
+
+    fn on_timer(&mut self, conn: &mut Conn, now: Instant) {
+        let read_timeout = self.ctx.timing.read_timeout;
+        if let Some(p) = conn.pending.back_mut().filter(|p| !p.timed_out && now >= p.sent_at + read_timeout) {
+            p.timed_out = true;
+            self.ctx.stats.count.timeouts.fetch_add(1, Relaxed);
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+        }
+    }
+
+    /// A message from the server: a pushed broadcast, or a reply.
+    fn on_message(&mut self, message: &[u8], conn: &mut Conn) {
+        // Borrowed, not cloned: every client shares this Arc, and a count
+        // change per message would bounce its cache line between cores.
+        let ctx = &*self.ctx;
+        let count = &ctx.stats.count;
+        let now = Instant::now();
+        match delivery::classify(message, ctx.ledger.tag()) {
+            Pushed::Ours(b) => {
+                let now_us = ctx.micros(now);
+                if conn.inbox.receive(b, now_us) {
+                    count.deliveries.fetch_add(1, Relaxed);
+                    let took = std::time::Duration::from_micros(now_us.saturating_sub(b.send_us));
+                    ctx.stats.delivery_latency.record(self.id, took);
+                } else {
+                    count.duplicate_deliveries.fetch_add(1, Relaxed);
+                }
+                return;
+            }
+            Pushed::Foreign => {
+                count.foreign_broadcasts.fetch_add(1, Relaxed);
+                return;
+            }
+            Pushed::No => {}
+        }
+        // The oldest request's reply, unless it is the right one of a newer
+        // request: then the older ones' replies will not come apart.
+        let newer = conn.pending.iter().position(|p| p.expect.answered_by(message)).unwrap_or(0);
+        for skipped in conn.pending.drain(..newer) {
+            count.unanswered.fetch_add(1, Relaxed);
+            self.script.unanswered(&skipped.expect);
+        }
+        let last = conn.pending.len() == 1;
+        let Some(front) = conn.pending.front_mut() else {
+            self.wrong(message, None);
+            return;
+        };
+        let publication = matches!(front.expect, Expect::Published { .. });
+        match self.script.check(&mut front.expect, message) {
+            Verdict::More => return,
+            Verdict::Right => {
+                if front.timed_out {
+                    count.late_replies.fetch_add(1, Relaxed);
+                } else {
+                    count.received.fetch_add(1, Relaxed);
+                }
+                if publication {
+                    count.published.fetch_add(1, Relaxed);
+                }
+                ctx.stats.latency.record(self.id, now - front.sent_at);
+                conn.inbox.ready(ctx.micros(now));
+            }
+            Verdict::Wrong => self.wrong(message, front.expect.right_reply()),
+            Verdict::PublishFailed => {
+                count.publish_errors.fetch_add(1, Relaxed);
+            }
+        }
+        let done = conn.pending.pop_front();
+        if last && done.is_some_and(|d| !d.timed_out) {
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+        }
+    }
+
+    /// Counts a message that is no right reply (to `expected`, if known in
+    /// advance), and whether it looks like several read as one.
+    fn wrong(&self, message: &[u8], expected: Option<&[u8]>) {
+        let count = &self.ctx.stats.count;
+        count.wrong_replies.fetch_add(1, Relaxed);
+        if self.ctx.framing == Framing::Packet && framing::looks_merged(message, expected) {
+            count.merged_reads.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// An echo server whose first reply comes `delay` late.
+    async fn slow_first_echo(delay: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut first = true;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::mem::take(&mut first) {
+                    tokio::time::sleep(delay).await;
+                }
+                let reply = format!("{}\n", line.strip_prefix("msg:").unwrap_or(&line));
+                if w.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_is_recognised_not_taken_for_the_next_one() {
+        let target = slow_first_echo(Duration::from_millis(150)).await;
+        let ctx = testing::context();
+        let script = testing::echo_script(&ctx);
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        // The first request times out at 100 ms; its reply (at 150 ms) is late,
+        // and the second request, sent at 100 ms, gets its own reply.
+        testing::assert_one_late_reply(&ctx);
+    }
+
+    /// A server with the original's framing that holds back its first
+    /// reply until the second request came, then writes both replies at
+    /// once: what TCP may do to two writes. A request with a line end stops
+    /// it, which shows as a reset.
+    async fn merging_packet_echo() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let (mut held, mut reads) = (Vec::new(), 0);
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                if buf[..n].contains(&b'\n') {
+                    return;
+                }
+                held.extend_from_slice(buf[..n].strip_prefix(b"msg:").unwrap_or(&buf[..n]));
+                reads += 1;
+                if reads > 1 && stream.write_all(&std::mem::take(&mut held)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_merged_packet_read_is_counted_and_later_replies_still_pair() {
+        let target = merging_packet_echo().await;
+        let ctx = testing::framed(Framing::Packet);
+        let script = testing::echo_script(&ctx);
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        let c = ctx.stats.count.snapshot();
+        // The first request times out and its reply comes merged with the
+        // second's: one wrong, merged read. The second then times out too,
+        // and is given up as unanswered when the third's reply comes; every
+        // later reply pairs with its own request.
+        assert_eq!((c.timeouts, c.wrong_replies, c.merged_reads, c.late_replies, c.resets), (2, 1, 1, 0, 0), "{c:?}");
+        assert_eq!(c.received + c.wrong_replies + c.unanswered, c.sent, "{c:?}");
+        assert!(c.received > 10, "{c:?}");
+    }
+}

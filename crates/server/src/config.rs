@@ -1,0 +1,267 @@
+//! Command-line and environment configuration. Every option is a flag and an
+//! environment variable with the names of the original system; `--help`
+//! shows each with its default. An invalid value stops start-up with clap's
+//! message, which names the option by its variable (e.g. `<IDLE_TIMEOUT>`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+pub use playground_common::kafka::KafkaConnection;
+use playground_common::{ProcessOptions, parse_duration};
+
+use crate::tcp::FramingMode;
+
+/// `playground tcp`.
+#[derive(Debug, Args)]
+pub struct TcpArgs {
+    /// TCP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 40000)]
+    pub port: u16,
+    #[command(flatten)]
+    pub tcp: TcpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
+/// `playground udp`.
+#[derive(Debug, Args)]
+pub struct UdpArgs {
+    /// UDP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 50000)]
+    pub port: u16,
+    /// Maximum command length in bytes; longer datagrams are dropped and counted.
+    #[arg(long, env = "BUFF_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65_507))]
+    pub buff_size: u32,
+    /// Address to bind the UDP sockets to.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub udp: UdpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
+/// `playground serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP port to listen on.
+    #[arg(long, env = "TCP_PORT", default_value_t = 40000)]
+    pub tcp_port: u16,
+    /// UDP port to listen on (BUFF_SIZE and BIND_ADDRESS apply to it too).
+    #[arg(long, env = "UDP_PORT", default_value_t = 50000)]
+    pub udp_port: u16,
+    #[command(flatten)]
+    pub tcp: TcpOptions,
+    #[command(flatten)]
+    pub udp: UdpOptions,
+    #[command(flatten)]
+    pub common: CommonOptions,
+    #[command(flatten)]
+    pub backends: BackendOptions,
+}
+
+/// Options of the TCP server.
+#[derive(Debug, Clone, Args)]
+pub struct TcpOptions {
+    /// Maximum command length in bytes; longer lines get `error: line too long`.
+    #[arg(long, env = "BUFF_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub buff_size: u32,
+    /// TCP framing: `line` (one command per `\n`-terminated line), `packet`
+    /// (the original's: each read is one command, replies have no line
+    /// ending), or `auto` (each connection's first command decides).
+    #[arg(long, env = "TCP_FRAMING", value_enum, default_value_t = FramingMode::Auto)]
+    pub tcp_framing: FramingMode,
+    /// In `auto` framing, how long bytes without a line ending may wait for
+    /// the rest of their line before the connection is taken for a packet
+    /// client (restarted by every segment that arrives).
+    #[arg(long, env = "FRAMING_GRACE", default_value = "10ms", value_parser = parse_duration)]
+    pub framing_grace: Duration,
+    /// Disconnect a client after this long without a command (e.g. `600`, `10m`).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Maximum simultaneous TCP connections; beyond it clients get `error: server full`.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Broadcast lines a client may fall behind before it is disconnected as too slow.
+    #[arg(long, env = "CLIENT_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub client_queue: u32,
+    /// Disconnect a client whose socket accepts no data for this long.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// After sending `reconnect` at shutdown, wait this long for clients to leave.
+    #[arg(long, env = "RECONNECT_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub reconnect_grace: Duration,
+    /// Listen backlog: connections the kernel queues before they are accepted.
+    #[arg(long, env = "LISTEN_BACKLOG", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub listen_backlog: u32,
+    /// Address to bind the client listeners to.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+}
+
+/// Options of the UDP server (BUFF_SIZE and BIND_ADDRESS are declared by each
+/// role, because `serve` shares them with the TCP server).
+#[derive(Debug, Clone, Args)]
+pub struct UdpOptions {
+    /// Sockets bound to the UDP port with SO_REUSEPORT, each with its own
+    /// receive loop, so the kernel spreads datagrams over cores; 0 means one
+    /// per CPU core.
+    #[arg(long, env = "UDP_SOCKETS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub udp_sockets: u32,
+    /// Commands handled at once; a command that waits for the cache keeps its
+    /// worker busy until it is answered.
+    #[arg(long, env = "WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub workers: u32,
+    /// Datagrams that may wait for a free worker when all are busy; beyond it
+    /// datagrams are dropped and counted (reason `overload`).
+    #[arg(long, env = "UDP_QUEUE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub udp_queue: u32,
+    /// Also require the IP a token was issued to (by `login` over TCP) to be
+    /// the datagram's source IP; by default the token only has to exist.
+    #[arg(
+        long,
+        env = "UDP_CHECK_IP",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub udp_check_ip: bool,
+    /// Datagrams received per system call (recvmmsg) and replies sent
+    /// together (sendmmsg), on Linux; 1 means one recv_from/send_to each.
+    #[arg(long, env = "UDP_BATCH", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub udp_batch: u32,
+    /// Receive and send buffer asked of the kernel per socket, in bytes (it
+    /// absorbs bursts; Linux caps it at net.core.rmem_max / wmem_max).
+    #[arg(long, env = "UDP_SOCKET_BUFFER", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(4096..))]
+    pub udp_socket_buffer: u32,
+}
+
+/// Options every server role shares: the process's, and how long it keeps
+/// serving once told to stop.
+#[derive(Debug, Clone, Args)]
+pub struct CommonOptions {
+    #[command(flatten)]
+    pub process: ProcessOptions,
+    /// Seconds to keep serving after SIGTERM/SIGINT before clients are told to reconnect.
+    #[arg(long, env = "SIGTERM_TIMEOUT", default_value = "20", value_parser = parse_duration)]
+    pub sigterm_timeout: Duration,
+}
+
+/// Where the cache and the bus live.
+#[derive(Debug, Clone, Args)]
+pub struct BackendOptions {
+    /// Entries the embedded cache holds (used when MEMCACHED_SERVICE is unset).
+    #[arg(long, env = "CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_capacity: u64,
+    #[command(flatten)]
+    pub memcached: MemcachedOptions,
+    #[command(flatten)]
+    pub kafka: KafkaOptions,
+    /// Log events queued for shipping to Kafka before new ones are dropped (and counted).
+    #[arg(long, env = "LOG_SHIP_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_ship_queue: u32,
+}
+
+/// The memcached cache, shared by every instance.
+#[derive(Debug, Clone, Args)]
+pub struct MemcachedOptions {
+    /// memcached host name; every address it resolves to is a cache node
+    /// (a headless Kubernetes service gives every pod). Unset: embedded cache.
+    #[arg(long, env = "MEMCACHED_SERVICE")]
+    pub memcached_service: Option<String>,
+    /// memcached port.
+    #[arg(long, env = "MEMCACHED_PORT", default_value_t = 11211)]
+    pub memcached_port: u16,
+    /// Connections kept open to each memcached node.
+    #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub memcached_pool_size: u32,
+    /// Time limit for one memcached operation (connecting included).
+    #[arg(long, env = "MEMCACHED_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub memcached_timeout: Duration,
+    /// How often MEMCACHED_SERVICE is resolved again to follow nodes coming and going.
+    #[arg(long, env = "MEMCACHED_RESOLVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub memcached_resolve_interval: Duration,
+}
+
+/// Kafka for the servers: broadcasts between instances and log shipping.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaOptions {
+    #[command(flatten)]
+    pub connection: KafkaConnection,
+    /// Topic carrying broadcasts between instances.
+    #[arg(long, env = "KAFKA_BCAST_TOPIC", default_value = "broadcasts")]
+    pub kafka_bcast_topic: String,
+    /// Topic every instance ships its log events to.
+    #[arg(long, env = "KAFKA_LOGGING_TOPIC", default_value = "general-logs")]
+    pub kafka_logging_topic: String,
+    /// Time limit for Kafka to acknowledge a broadcast before `brd` fails.
+    #[arg(long, env = "KAFKA_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub kafka_publish_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand};
+
+    use super::*;
+
+    /// The server roles as the binary's command line offers them.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        Tcp(TcpArgs),
+        Udp(UdpArgs),
+        Serve(ServeArgs),
+    }
+
+    #[test]
+    fn defaults_and_invalid_values() {
+        let cli = Cli::try_parse_from(["playground", "tcp"]).unwrap();
+        let Command::Tcp(args) = cli.command else { panic!() };
+        assert_eq!(args.port, 40000);
+        assert_eq!(args.tcp.buff_size, 512);
+        assert_eq!(args.tcp.idle_timeout, Duration::from_secs(600));
+        assert_eq!(args.common.sigterm_timeout, Duration::from_secs(20));
+        let err = Cli::try_parse_from(["playground", "tcp", "--idle-timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("IDLE_TIMEOUT"), "{err}");
+        let err = Cli::try_parse_from(["playground", "tcp", "--port", "70000"]).unwrap_err();
+        assert!(err.to_string().contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn udp_defaults_and_switches() {
+        let cli = Cli::try_parse_from(["playground", "udp"]).unwrap();
+        let Command::Udp(args) = cli.command else { panic!() };
+        assert_eq!(args.port, 50000);
+        assert_eq!(args.buff_size, 512);
+        assert_eq!(args.udp.workers, 64);
+        assert_eq!(args.udp.udp_sockets, 0);
+        assert_eq!(args.udp.udp_batch, 32);
+        assert!(!args.udp.udp_check_ip);
+        for (flag, want) in
+            [(&["--udp-check-ip"][..], true), (&["--udp-check-ip", "yes"], true), (&["--udp-check-ip", "0"], false)]
+        {
+            let cli = Cli::try_parse_from(["playground", "udp"].iter().chain(flag)).unwrap();
+            let Command::Udp(args) = cli.command else { panic!() };
+            assert_eq!(args.udp.udp_check_ip, want, "{flag:?}");
+        }
+        let err = Cli::try_parse_from(["playground", "udp", "--workers", "0"]).unwrap_err();
+        assert!(err.to_string().contains("WORKERS"), "{err}");
+        let err = Cli::try_parse_from(["playground", "udp", "--udp-check-ip", "perhaps"]).unwrap_err();
+        assert!(err.to_string().contains("UDP_CHECK_IP"), "{err}");
+        let cli = Cli::try_parse_from(["playground", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!() };
+        assert_eq!((args.tcp_port, args.udp_port), (40000, 50000));
+    }
+}

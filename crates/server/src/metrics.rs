@@ -1,0 +1,156 @@
+//! Prometheus metrics. Names are a contract with the Helm chart's autoscaler
+//! rules and dashboard (`deploy/metrics.txt` lists them).
+//!
+//! Handles are resolved once and kept in structs, so the request path never
+//! looks a metric up by name.
+
+use std::time::Duration;
+
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+/// Commands as metric labels; `unknown` for lines that name no command.
+pub const COMMANDS: [&str; 6] = ["login", "msg", "mcset", "mcget", "brd", "unknown"];
+
+/// Describes the servers' metrics (HELP lines); call once at start.
+pub fn describe() {
+    describe_gauge!("playground_ready", "1 while the instance takes new traffic, 0 once it drains");
+    describe_gauge!("playground_tcp_connections", "TCP client connections currently established");
+    describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
+    describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
+    describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
+    describe_counter!("playground_tcp_framing_total", "TCP connections by the framing their first command chose");
+    describe_counter!(
+        "playground_tcp_packets_ignored_total",
+        "Reads of packet-framed TCP connections that were not a command, left unanswered as by the original"
+    );
+    describe_counter!("playground_commands_total", "Commands handled, by transport, command and outcome");
+    describe_histogram!("playground_command_duration_seconds", "Time to execute a command, by transport and command");
+    describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
+    describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
+    describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
+    describe_counter!("playground_bytes_sent_total", "Bytes sent to clients, by transport");
+    describe_counter!("playground_udp_packets_received_total", "UDP datagrams received");
+    describe_counter!("playground_udp_packets_sent_total", "UDP reply datagrams sent");
+    describe_counter!("playground_udp_packets_dropped_total", "UDP datagrams dropped without a reply, by reason");
+}
+
+/// Per-transport command counters and latency histograms.
+#[derive(Clone)]
+pub struct CommandMetrics {
+    ok: Vec<Counter>,
+    error: Vec<Counter>,
+    latency: Vec<Histogram>,
+}
+
+impl CommandMetrics {
+    /// Handles for `transport` (`tcp` or `udp`).
+    pub fn new(transport: &'static str) -> Self {
+        let per = |outcome: &'static str| {
+            COMMANDS
+                .iter()
+                .map(|c| counter!("playground_commands_total", "transport" => transport, "command" => *c, "outcome" => outcome))
+                .collect()
+        };
+        let latency = COMMANDS
+            .iter()
+            .map(|c| histogram!("playground_command_duration_seconds", "transport" => transport, "command" => *c))
+            .collect();
+        CommandMetrics { ok: per("ok"), error: per("error"), latency }
+    }
+
+    /// Records one command (index into [`COMMANDS`]).
+    pub fn record(&self, command: usize, ok: bool, elapsed: Duration) {
+        let command = command.min(COMMANDS.len() - 1);
+        if ok { &self.ok[command] } else { &self.error[command] }.increment(1);
+        self.latency[command].record(elapsed.as_secs_f64());
+    }
+}
+
+/// Counters of the TCP server.
+#[derive(Clone)]
+pub struct TcpMetrics {
+    pub connections: Gauge,
+    pub accepted: Counter,
+    pub rejected_full: Counter,
+    pub idle_disconnects: Counter,
+    pub slow_disconnects: Counter,
+    pub delivered: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub framing_line: Counter,
+    pub framing_packet: Counter,
+    /// Packet reads that were not a command (no reply, as the original).
+    pub packets_ignored: Counter,
+}
+
+impl TcpMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        TcpMetrics {
+            connections: gauge!("playground_tcp_connections"),
+            accepted: counter!("playground_tcp_connections_accepted_total"),
+            rejected_full: counter!("playground_tcp_connections_rejected_total", "reason" => "server_full"),
+            idle_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "idle"),
+            slow_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "slow_reader"),
+            delivered: counter!("playground_broadcasts_delivered_total"),
+            bytes_in: counter!("playground_bytes_received_total", "transport" => "tcp"),
+            bytes_out: counter!("playground_bytes_sent_total", "transport" => "tcp"),
+            framing_line: counter!("playground_tcp_framing_total", "framing" => "line"),
+            framing_packet: counter!("playground_tcp_framing_total", "framing" => "packet"),
+            packets_ignored: counter!("playground_tcp_packets_ignored_total"),
+        }
+    }
+
+    /// Counts a connection's framing once it is known.
+    pub fn framing(&self, packet: bool) {
+        if packet { &self.framing_packet } else { &self.framing_line }.increment(1);
+    }
+}
+
+impl Default for TcpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counters of the UDP server.
+#[derive(Clone)]
+pub struct UdpMetrics {
+    pub received: Counter,
+    pub sent: Counter,
+    /// Longer than BUFF_SIZE.
+    pub dropped_oversize: Counter,
+    /// Not a known command: never answered, so spoofed sources get nothing.
+    pub dropped_unknown: Counter,
+    /// Every worker busy and the queue full.
+    pub dropped_overload: Counter,
+    /// The reply could not be sent.
+    pub dropped_send_error: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl UdpMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        let dropped = |reason: &'static str| counter!("playground_udp_packets_dropped_total", "reason" => reason);
+        UdpMetrics {
+            received: counter!("playground_udp_packets_received_total"),
+            sent: counter!("playground_udp_packets_sent_total"),
+            dropped_oversize: dropped("oversize"),
+            dropped_unknown: dropped("unknown_command"),
+            dropped_overload: dropped("overload"),
+            dropped_send_error: dropped("send_error"),
+            bytes_in: counter!("playground_bytes_received_total", "transport" => "udp"),
+            bytes_out: counter!("playground_bytes_sent_total", "transport" => "udp"),
+        }
+    }
+}
+
+impl Default for UdpMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,132 @@
+//! Start-up and shutdown of the server roles: builds the backends, the shared
+//! executor, the admin server and the listeners, then runs the lifecycle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::bus::{Bus, EmbeddedBus, KafkaBus};
+use crate::cache::{Cache, EmbeddedCache, MemcachedCache};
+use playground_common::lifecycle::Lifecycle;
+use playground_common::{admin, telemetry};
+
+use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions, UdpArgs};
+use crate::executor::Executor;
+use crate::logship::{self, Shipper};
+use crate::{metrics, tcp, udp};
+
+/// Time allowed at shutdown to ship the last log events and broadcasts.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// Installs logging; with Kafka configured, also the log-shipping layer,
+/// whose shipper is started once the runtime is up.
+pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow::Result<Option<Shipper>> {
+    let (layer, shipper) = match backends.kafka.connection.kafka_brokers {
+        Some(_) => {
+            let (l, s) = logship::channel(&common.process.instance_name(), backends.log_ship_queue as usize);
+            (Some(l), Some(s))
+        }
+        None => (None, None),
+    };
+    telemetry::init(&common.process, layer)?;
+    Ok(shipper)
+}
+
+/// `playground tcp`.
+pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp)), None).await
+}
+
+/// `playground udp`.
+pub async fn run_udp(args: UdpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    let udp = udp::Config::new(args.bind_address, args.port, args.buff_size, &args.udp);
+    run(&args.common, &args.backends, shipper, None, Some(udp)).await
+}
+
+/// `playground serve`: every server in one process over one cache and bus.
+pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+    let udp = udp::Config::new(args.tcp.bind_address, args.udp_port, args.tcp.buff_size, &args.udp);
+    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp)), Some(udp)).await
+}
+
+/// The backends the configuration asks for.
+struct Backends {
+    cache: Arc<dyn Cache>,
+    bus: Arc<dyn Bus>,
+    kafka: Option<Arc<KafkaBus>>,
+    shared: bool,
+}
+
+async fn backends(opts: &BackendOptions, instance: &str, client_queue: usize) -> anyhow::Result<Backends> {
+    let (cache, shared_cache): (Arc<dyn Cache>, bool) = match &opts.memcached.memcached_service {
+        Some(host) => (MemcachedCache::start(&opts.memcached, host.clone()).await, true),
+        None => (Arc::new(EmbeddedCache::new(opts.cache_capacity)), false),
+    };
+    let (bus, kafka): (Arc<dyn Bus>, _) = match &opts.kafka.connection.kafka_brokers {
+        Some(_) => {
+            let k = KafkaBus::start(&opts.kafka, instance, client_queue).await?;
+            (k.clone(), Some(k))
+        }
+        None => (Arc::new(EmbeddedBus::new(client_queue)), None),
+    };
+    let shared = shared_cache && kafka.is_some();
+    Ok(Backends { cache, bus, kafka, shared })
+}
+
+async fn run(
+    common: &CommonOptions,
+    backend: &BackendOptions,
+    shipper: Option<Shipper>,
+    tcp: Option<(u16, &TcpOptions)>,
+    udp: Option<udp::Config>,
+) -> anyhow::Result<()> {
+    let prometheus = playground_common::metrics::install(&[]);
+    metrics::describe();
+    // Present from the start (at 0) so dashboards and alerts see the series
+    // whether or not shipping is configured.
+    ::metrics::counter!("playground_log_events_dropped_total", "reason" => "queue_full").absolute(0);
+    let lifecycle = Lifecycle::new();
+    lifecycle.set_ready(false);
+    let shipper = match shipper {
+        Some(s) => Some(s.start(&backend.kafka)?),
+        None => None,
+    };
+    let instance = common.process.instance_name();
+    let client_queue = tcp.map_or(1024, |(_, o)| o.client_queue as usize);
+    let b = backends(backend, &instance, client_queue).await?;
+    info!(pod = %instance, cache = %b.cache.describe(), bus = %b.bus.describe(), "Starting");
+    if !b.shared {
+        warn!(
+            "Embedded cache or bus: state is not shared with other instances (set MEMCACHED_SERVICE and KAFKA_BROKERS to share it)"
+        );
+    }
+    let executor = Arc::new(Executor::new(b.cache, b.bus));
+    let admin_addr = SocketAddr::new(common.process.admin_bind_address, common.process.admin_port);
+    admin::start(admin_addr, prometheus, lifecycle.clone()).await?;
+
+    let mut reconnect_grace = Duration::ZERO;
+    if let Some((port, opts)) = tcp {
+        let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port), opts.listen_backlog)?;
+        let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
+        tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
+        reconnect_grace = opts.reconnect_grace;
+    }
+    if let Some(config) = udp {
+        let sockets = udp::bind(&config)?;
+        udp::serve(sockets, &config, executor.clone(), lifecycle.clone());
+        if tcp.is_none() {
+            reconnect_grace = udp::DRAIN;
+        }
+    }
+    lifecycle.set_ready(true);
+    lifecycle.run_shutdown(common.sigterm_timeout, reconnect_grace).await;
+    if let Some(k) = b.kafka {
+        let _ = tokio::task::spawn_blocking(move || k.flush(FLUSH_LIMIT)).await;
+    }
+    if let Some(s) = shipper {
+        s.flush(FLUSH_LIMIT).await;
+    }
+    Ok(())
+}

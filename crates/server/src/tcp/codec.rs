@@ -1,0 +1,204 @@
+//! The two TCP framings, decided per connection by its first command:
+//!
+//! - **line**: `\n`-terminated lines with a maximum length, through the
+//!   protocol's [`LineCodec`];
+//! - **packet** (the original's framing): every read is one command.
+//!
+//! [`FramingCodec`] starts undecided: bytes with a `\n` make it a line
+//! connection at once; bytes without one are reported as
+//! [`Input::Pending`] so the handler can wait a short grace period for the
+//! rest of the line before it calls [`FramingCodec::decide_packet`]. Deciding
+//! is the handler's job because it needs a clock; the codec only frames.
+
+use bytes::{Bytes, BytesMut};
+use playground_protocol::{Frame, LineCodec};
+use tokio_util::codec::Decoder;
+
+/// What [`FramingCodec`] reads from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A line or an over-long line, in line framing.
+    Line(Frame),
+    /// One read of a packet connection, as it arrived.
+    Packet(Bytes),
+    /// Undecided: more bytes without a line ending arrived (the handler
+    /// restarts its grace period).
+    Pending,
+}
+
+/// The framing a connection uses, or `Auto` to let its first command decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FramingMode {
+    /// Line if the first command ends with `\n`, packet if it arrives without
+    /// one and nothing follows within FRAMING_GRACE.
+    Auto,
+    /// Every connection uses line framing.
+    Line,
+    /// Every connection uses the original's packet framing.
+    Packet,
+}
+
+/// The decoder of one connection.
+#[derive(Debug)]
+pub enum FramingCodec {
+    /// No framing yet; `seen` bytes have been reported as pending.
+    Undecided { line: LineCodec, max: usize, seen: usize },
+    /// Line framing.
+    Line(LineCodec),
+    /// Packet framing: each read is one command of at most `max` bytes.
+    Packet { max: usize },
+}
+
+impl FramingCodec {
+    /// A codec in `mode` for commands of at most `max` bytes (line framing
+    /// admits one more for the `\r` of `\r\n`).
+    pub fn new(mode: FramingMode, max: usize) -> Self {
+        let line = LineCodec::new(max + 1);
+        match mode {
+            FramingMode::Auto => FramingCodec::Undecided { line, max, seen: 0 },
+            FramingMode::Line => FramingCodec::Line(line),
+            FramingMode::Packet => FramingCodec::Packet { max },
+        }
+    }
+
+    /// True until the framing is decided.
+    pub fn is_undecided(&self) -> bool {
+        matches!(self, FramingCodec::Undecided { .. })
+    }
+
+    /// True once the connection uses packet framing.
+    pub fn is_packet(&self) -> bool {
+        matches!(self, FramingCodec::Packet { .. })
+    }
+
+    /// The grace period passed with no line ending: packet framing from now
+    /// on, and the bytes waiting in `buf` are the first command.
+    pub fn decide_packet(&mut self, buf: &mut BytesMut) -> Bytes {
+        let max = match self {
+            FramingCodec::Undecided { max, .. } | FramingCodec::Packet { max } => *max,
+            FramingCodec::Line(_) => usize::MAX,
+        };
+        *self = FramingCodec::Packet { max };
+        take_packet(buf, max)
+    }
+}
+
+impl Decoder for FramingCodec {
+    type Item = Input;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Input>, Self::Error> {
+        match self {
+            FramingCodec::Line(line) => Ok(line.decode(buf)?.map(Input::Line)),
+            // A packet connection reads one command per read: `FramedRead`
+            // calls `decode` after every read, so taking the whole buffer
+            // gives one frame per read, as the original did.
+            FramingCodec::Packet { max } => Ok((!buf.is_empty()).then(|| Input::Packet(take_packet(buf, *max)))),
+            FramingCodec::Undecided { line, max, seen } => {
+                // A line ending decides for line framing; so does more than a
+                // command's worth of bytes (it can only be an over-long line,
+                // and the buffer must not grow without bound while undecided).
+                if buf.contains(&b'\n') || buf.len() > *max + 1 {
+                    let line = std::mem::replace(line, LineCodec::new(0));
+                    *self = FramingCodec::Line(line);
+                    return self.decode(buf);
+                }
+                if buf.len() > *seen {
+                    *seen = buf.len();
+                    return Ok(Some(Input::Pending));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Input>, Self::Error> {
+        match self {
+            FramingCodec::Line(line) => Ok(line.decode_eof(buf)?.map(Input::Line)),
+            FramingCodec::Packet { .. } => self.decode(buf),
+            // The client closed before the framing was decided: its last
+            // bytes are a final unterminated line, as `printf msg:hi | nc -N`
+            // has always been answered.
+            FramingCodec::Undecided { line, .. } => {
+                let line = std::mem::replace(line, LineCodec::new(0));
+                *self = FramingCodec::Line(line);
+                self.decode_eof(buf)
+            }
+        }
+    }
+}
+
+/// Takes one read's bytes as a packet and makes room for the next: a read
+/// only fills the buffer's spare capacity, and a command cut short by it
+/// would be taken for two.
+fn take_packet(buf: &mut BytesMut, max: usize) -> Bytes {
+    let packet = buf.split().freeze();
+    buf.reserve(max + 1);
+    packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(c: &mut FramingCodec, buf: &mut BytesMut) -> Vec<Input> {
+        let mut out = vec![];
+        while let Some(f) = c.decode(buf).unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn a_line_ending_decides_for_lines_even_after_pending_segments() {
+        let mut c = FramingCodec::new(FramingMode::Auto, 16);
+        let mut buf = BytesMut::from(&b"ms"[..]);
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Pending]);
+        buf.extend_from_slice(b"g:h");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Pending]);
+        buf.extend_from_slice(b"i\nmsg:x\n");
+        let got = decode_all(&mut c, &mut buf);
+        assert_eq!(
+            got,
+            vec![
+                Input::Line(Frame::Line(Bytes::from_static(b"msg:hi"))),
+                Input::Line(Frame::Line(Bytes::from_static(b"msg:x")))
+            ]
+        );
+        assert!(!c.is_undecided() && !c.is_packet());
+    }
+
+    #[test]
+    fn packet_framing_gives_one_frame_per_read() {
+        let mut c = FramingCodec::new(FramingMode::Auto, 16);
+        let mut buf = BytesMut::from(&b"login"[..]);
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Pending]);
+        assert_eq!(c.decide_packet(&mut buf), Bytes::from_static(b"login"));
+        assert!(buf.capacity() > 16, "room for a whole command in the next read");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![]);
+        buf.extend_from_slice(b"msg:a\nmsg:b");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Packet(Bytes::from_static(b"msg:a\nmsg:b"))]);
+    }
+
+    #[test]
+    fn undecided_bytes_are_bounded() {
+        let mut c = FramingCodec::new(FramingMode::Auto, 8);
+        let mut buf = BytesMut::from(&[b'x'; 9][..]);
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Pending]);
+        buf.extend_from_slice(b"x");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Line(Frame::TooLong)]);
+        buf.extend_from_slice(b"x\nok\n");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Line(Frame::Line(Bytes::from_static(b"ok")))]);
+    }
+
+    #[test]
+    fn forced_modes() {
+        let mut line = FramingCodec::new(FramingMode::Line, 16);
+        assert_eq!(decode_all(&mut line, &mut BytesMut::from(&b"msg"[..])), vec![]);
+        let mut packet = FramingCodec::new(FramingMode::Packet, 16);
+        assert_eq!(
+            decode_all(&mut packet, &mut BytesMut::from(&b"msg\n"[..])),
+            vec![Input::Packet(Bytes::from_static(b"msg\n"))]
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! One task per connection: read commands, execute them, write replies, push
+//! broadcasts, enforce the idle timeout, and follow the shutdown phases.
+//!
+//! The connection's framing (line or the original's packet framing, see
+//! [`super::codec`]) is decided by its first command: bytes that arrive
+//! without a line ending start a short grace period, restarted by every
+//! further segment; if it passes without a `\n`, the connection is a packet
+//! connection for the rest of its life. Until then, pushed broadcasts wait
+//! (they are sent in the framing the connection turns out to have), except
+//! on a connection that has sent nothing at all, which gets them as lines as
+//! it always did (an `nc` that only listens).
+//!
+//! The task sleeps until something happens (a command, a broadcast, the idle
+//! deadline, the grace period, shutdown): there is no polling. Its state is
+//! kept small because a server holds hundreds of thousands of them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use std::pin::Pin;
+
+use bytes::BytesMut;
+use futures::{FutureExt, StreamExt};
+use playground_protocol::{Ending, ErrorReply, ProtocolError, RECONNECT, Reply, trim_packet};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tokio_util::codec::FramedRead;
+use tracing::debug;
+
+use super::Shared;
+use playground_protocol::Frame;
+
+use super::codec::{FramingCodec, Input};
+use crate::bus::Delivery;
+use crate::executor::{Peer, Transport};
+
+/// Initial read buffer per connection; it grows only for long lines, so idle
+/// connections stay cheap.
+const READ_BUFFER: usize = 128;
+/// Replies to pipelined commands are gathered up to this size per write.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// Why a connection ended (for logs and metrics).
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Idle,
+    SlowReader,
+    Reconnect,
+    Io,
+}
+
+/// Serves one client until it leaves, idles out, is too slow, or shutdown.
+pub async fn handle(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) {
+    shared.metrics.accepted.increment(1);
+    shared.metrics.connections.increment(1.0);
+    let end = serve(&mut stream, addr, shared).await;
+    debug!(%addr, ?end, "connection closed");
+    match end {
+        End::Idle => shared.metrics.idle_disconnects.increment(1),
+        End::SlowReader => shared.metrics.slow_disconnects.increment(1),
+        _ => {}
+    }
+    shared.metrics.connections.decrement(1.0);
+}
+
+/// What woke a connection's task.
+enum Wake {
+    Reconnect,
+    Read(Option<std::io::Result<Input>>),
+    GraceOver,
+    Push(Delivery),
+    Idle,
+}
+
+async fn serve(stream: &mut TcpStream, addr: SocketAddr, shared: &Shared) -> End {
+    let (reader, mut writer) = stream.split();
+    let codec = FramingCodec::new(shared.framing, shared.max_line);
+    let mut frames = FramedRead::with_capacity(reader, codec, READ_BUFFER);
+    // Armed only while the framing is undecided and bytes without a line
+    // ending wait: boxed so that a decided connection pays one pointer.
+    let mut grace: Option<Pin<Box<Sleep>>> = None;
+    let mut counted = false;
+    let mut broadcasts = shared.executor.bus().subscribe();
+    let peer = Peer { addr, transport: Transport::Tcp };
+    let reconnect = shared.lifecycle.reconnect.clone().cancelled_owned();
+    tokio::pin!(reconnect);
+    // The idle deadline moves on every command, but the timer is only re-armed
+    // when it fires early: re-arming a timer per command would cost a lock.
+    let mut last_command = Instant::now();
+    let idle = sleep_until(last_command + shared.idle_timeout);
+    tokio::pin!(idle);
+
+    loop {
+        let waiting = grace.is_some();
+        let wake = tokio::select! {
+            _ = &mut reconnect => Wake::Reconnect,
+            frame = frames.next() => Wake::Read(frame),
+            _ = async { grace.as_mut().expect("guarded").await }, if waiting => Wake::GraceOver,
+            // Broadcasts wait while the bytes of an undecided first command do.
+            delivery = broadcasts.next(), if !waiting => Wake::Push(delivery),
+            _ = &mut idle => Wake::Idle,
+        };
+        let frame = match wake {
+            Wake::Reconnect => return say_reconnect(&mut frames, &mut writer, shared).await,
+            Wake::Read(frame) => frame,
+            // Bytes that arrived as the timer fired still belong to the
+            // first command; if there are none, the grace period is over:
+            // the original's packet framing, and the waiting bytes its first
+            // command.
+            Wake::GraceOver => frames.next().now_or_never().unwrap_or_else(|| {
+                let mut buf = std::mem::take(frames.read_buffer_mut());
+                let first = frames.decoder_mut().decide_packet(&mut buf);
+                *frames.read_buffer_mut() = buf;
+                Some(Ok(Input::Packet(first)))
+            }),
+            Wake::Push(delivery) => match delivery {
+                Delivery::Line(line) => {
+                    // The fan-out's lines end in `\n`; a packet connection gets the message bare.
+                    let data = if frames.decoder().is_packet() { &line[..line.len() - 1] } else { &line[..] };
+                    if !write(&mut writer, data, shared).await {
+                        return End::SlowReader;
+                    }
+                    shared.metrics.delivered.increment(1);
+                    continue;
+                }
+                Delivery::Lagged(missed) => {
+                    debug!(%addr, missed, "client too slow for broadcasts; disconnecting");
+                    return End::SlowReader;
+                }
+                Delivery::Closed => return End::Reconnect,
+            },
+            Wake::Idle => {
+                let deadline = last_command + shared.idle_timeout;
+                if Instant::now() >= deadline {
+                    return End::Idle;
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
+        };
+        let Some(Ok(frame)) = frame else {
+            return if frame.is_none() { End::ClientClosed } else { End::Io };
+        };
+        if frame == Input::Pending {
+            grace = Some(Box::pin(sleep(shared.framing_grace)));
+            continue;
+        }
+        grace = None;
+        if !counted {
+            counted = true;
+            shared.metrics.framing(frames.decoder().is_packet());
+        }
+        last_command = Instant::now();
+        let mut out = BytesMut::new();
+        reply_to(frame, &peer, shared, &mut out).await;
+        // Pipelined commands already buffered get their replies in the same write.
+        // `now_or_never` never waits for the socket: a buffered `\n` may
+        // only end a discarded over-long line. (A packet connection never has
+        // a buffered `\n`: each read is taken whole.)
+        while out.len() < MAX_BATCH && frames.read_buffer().contains(&b'\n') {
+            match frames.next().now_or_never() {
+                Some(Some(Ok(frame))) => reply_to(frame, &peer, shared, &mut out).await,
+                _ => break,
+            }
+        }
+        if !out.is_empty() && !write(&mut writer, &out, shared).await {
+            return End::SlowReader;
+        }
+    }
+}
+
+/// Runs one frame and appends its reply (if any) to `out`, in the frame's
+/// framing. A packet that is not a known command gets no reply, as with the
+/// original; it is counted.
+async fn reply_to(input: Input, peer: &Peer, shared: &Shared, out: &mut BytesMut) {
+    let (reply, ending) = match input {
+        Input::Line(Frame::Line(line)) => {
+            shared.metrics.bytes_in.increment(line.len() as u64 + 1);
+            let content_len = line.len() - usize::from(line.last() == Some(&b'\r'));
+            let reply = if content_len > shared.max_line {
+                too_long(shared)
+            } else {
+                shared.executor.execute(line, peer, &shared.commands).await
+            };
+            (reply, Ending::Newline)
+        }
+        Input::Line(Frame::TooLong) => (too_long(shared), Ending::Newline),
+        Input::Packet(read) => {
+            shared.metrics.bytes_in.increment(read.len() as u64);
+            let command = trim_packet(read);
+            let reply = if command.len() > shared.max_line {
+                too_long(shared)
+            } else {
+                shared.executor.execute(command, peer, &shared.commands).await
+            };
+            if reply == Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)) {
+                shared.metrics.packets_ignored.increment(1);
+                return;
+            }
+            (reply, Ending::Bare)
+        }
+        Input::Pending => return,
+    };
+    reply.encode(out, ending);
+}
+
+fn too_long(shared: &Shared) -> Reply {
+    shared.commands.record(crate::metrics::COMMANDS.len() - 1, false, Duration::ZERO);
+    ProtocolError::LineTooLong.into()
+}
+
+/// Writes `data`; false when the client did not accept it in time.
+async fn write<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
+    match tokio::time::timeout(shared.write_timeout, writer.write_all(data)).await {
+        Ok(Ok(())) => {
+            shared.metrics.bytes_out.increment(data.len() as u64);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Shutdown: sends `reconnect` in the connection's framing, then waits for
+/// the client to leave until the lifecycle closes what is left.
+async fn say_reconnect<R, W>(frames: &mut FramedRead<R, FramingCodec>, writer: &mut W, shared: &Shared) -> End
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ending = if frames.decoder().is_packet() { Ending::Bare } else { Ending::Newline };
+    let notice = [RECONNECT.as_bytes(), ending.as_bytes()].concat();
+    if write(writer, &notice, shared).await {
+        let close = shared.lifecycle.close.cancelled();
+        tokio::pin!(close);
+        loop {
+            tokio::select! {
+                _ = &mut close => break,
+                f = frames.next() => if f.is_none() || matches!(f, Some(Err(_))) { break },
+            }
+        }
+    }
+    End::Reconnect
+}

@@ -1,0 +1,49 @@
+//! The TCP server: a [`listener`] accepts connections and spawns one
+//! [`handler`] task per client, which reads commands through the [`codec`]
+//! (line framing, or the original's packet framing),
+//! runs them through the shared executor and pushes broadcasts.
+
+pub mod codec;
+mod handler;
+mod listener;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use codec::FramingMode;
+pub use listener::{bind as listener_bind, serve};
+
+use crate::config::TcpOptions;
+use crate::executor::Executor;
+use crate::metrics::{CommandMetrics, TcpMetrics};
+use playground_common::lifecycle::Lifecycle;
+
+/// Everything a connection handler needs, shared by all of them.
+pub struct Shared {
+    pub executor: Arc<Executor>,
+    pub lifecycle: Lifecycle,
+    pub commands: CommandMetrics,
+    pub metrics: TcpMetrics,
+    pub max_line: usize,
+    pub framing: FramingMode,
+    pub framing_grace: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Shared {
+    /// Shared state for a server with `opts`.
+    pub fn new(executor: Arc<Executor>, lifecycle: Lifecycle, opts: &TcpOptions) -> Arc<Self> {
+        Arc::new(Shared {
+            executor,
+            lifecycle,
+            commands: CommandMetrics::new("tcp"),
+            metrics: TcpMetrics::new(),
+            max_line: opts.buff_size as usize,
+            framing: opts.tcp_framing,
+            framing_grace: opts.framing_grace,
+            idle_timeout: opts.idle_timeout,
+            write_timeout: opts.write_timeout,
+        })
+    }
+}
