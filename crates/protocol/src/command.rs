@@ -1,11 +1,61 @@
-//! Parsing one line or datagram into a [`Command`]. Fields are separated by
-//! `:`; the last field of each command is the whole remainder of the line,
-//! so messages and values may themselves contain `:`.
+//! Commands both ways: [`parse`] turns one line or datagram into a
+//! [`Command`] (servers), [`Command::encode`] writes one (clients). Fields are
+//! separated by `:`; the last field of each command is the whole remainder of
+//! the line, so messages and values may themselves contain `:`.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::key::{Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
-use crate::reply::ProtocolError;
+use crate::reply::{Ending, ProtocolError};
+
+/// What a command is, whatever its fields: its word (also its metric label)
+/// and which transports carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    Login,
+    Msg,
+    McSet,
+    McGet,
+    Brd,
+}
+
+impl CommandKind {
+    /// Every command, in a fixed order (metric label tables index it).
+    pub const ALL: [CommandKind; 5] =
+        [CommandKind::Login, CommandKind::Msg, CommandKind::McSet, CommandKind::McGet, CommandKind::Brd];
+
+    /// The command word, as written on the wire and used as a metric label.
+    pub fn word(self) -> &'static str {
+        match self {
+            CommandKind::Login => "login",
+            CommandKind::Msg => "msg",
+            CommandKind::McSet => "mcset",
+            CommandKind::McGet => "mcget",
+            CommandKind::Brd => "brd",
+        }
+    }
+
+    /// Whether only TCP carries it: `login` binds a token to a connection,
+    /// and `brd` pushes to connections.
+    pub fn tcp_only(self) -> bool {
+        matches!(self, CommandKind::Login | CommandKind::Brd)
+    }
+
+    /// The kind named by a line's command word (the text before the first
+    /// `:`, line end ignored), if it names one, whether or not the rest of
+    /// the line is well formed.
+    pub fn of_line(line: &[u8]) -> Option<CommandKind> {
+        let word = line.split(|&b| b == b':').next().unwrap_or_default();
+        let word = word.strip_suffix(b"\n").unwrap_or(word);
+        let word = word.strip_suffix(b"\r").unwrap_or(word);
+        CommandKind::ALL.into_iter().find(|k| k.word().as_bytes() == word)
+    }
+
+    /// The position of the kind in [`CommandKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// A well-formed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +73,44 @@ pub enum Command {
 }
 
 impl Command {
-    /// The command word, used as a metric label.
-    pub fn name(&self) -> &'static str {
+    /// What the command is.
+    pub fn kind(&self) -> CommandKind {
         match self {
-            Command::Login => "login",
-            Command::Msg { .. } => "msg",
-            Command::McSet { .. } => "mcset",
-            Command::McGet { .. } => "mcget",
-            Command::Brd { .. } => "brd",
+            Command::Login => CommandKind::Login,
+            Command::Msg { .. } => CommandKind::Msg,
+            Command::McSet { .. } => CommandKind::McSet,
+            Command::McGet { .. } => CommandKind::McGet,
+            Command::Brd { .. } => CommandKind::Brd,
         }
+    }
+
+    /// Writes the command as a client sends it, followed by `ending`
+    /// ([`Ending::Newline`] for line framing, [`Ending::Bare`] for packets).
+    /// [`parse`] reads back exactly this command.
+    pub fn encode(&self, out: &mut BytesMut, ending: Ending) {
+        out.put_slice(self.kind().word().as_bytes());
+        let mut field = |f: &[u8]| {
+            out.put_u8(b':');
+            out.put_slice(f);
+        };
+        match self {
+            Command::Login => {}
+            Command::Msg { content } => field(content),
+            Command::McSet { token, key, value } => {
+                field(token.as_bytes());
+                field(key.as_bytes());
+                field(value);
+            }
+            Command::McGet { token, key } => {
+                field(token.as_bytes());
+                field(key.as_bytes());
+            }
+            Command::Brd { token, message } => {
+                field(token.as_bytes());
+                field(message);
+            }
+        }
+        out.put_slice(ending.as_bytes());
     }
 }
 
@@ -245,6 +324,42 @@ mod tests {
         assert_eq!(t("msg: a b "), b("msg: a b"));
         assert_eq!(t(" \r\n "), b(""));
         assert_eq!(t(""), b(""));
+    }
+
+    #[test]
+    fn kinds_words_and_transport_rule() {
+        assert_eq!(CommandKind::of_line(b"msg:x"), Some(CommandKind::Msg));
+        assert_eq!(CommandKind::of_line(b"login\r\n"), Some(CommandKind::Login));
+        assert_eq!(CommandKind::of_line(b"brd"), Some(CommandKind::Brd));
+        assert_eq!(CommandKind::of_line(b"mcgetx:1"), None);
+        assert!(CommandKind::Login.tcp_only() && CommandKind::Brd.tcp_only());
+        assert!(!CommandKind::Msg.tcp_only() && !CommandKind::McGet.tcp_only() && !CommandKind::McSet.tcp_only());
+        for (i, k) in CommandKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+    }
+
+    #[test]
+    fn clients_encode_what_servers_parse() {
+        let commands = [
+            Command::Login,
+            Command::Msg { content: b("a:b c") },
+            Command::McSet { token: tok(), key: key("k1"), value: b("v:1") },
+            Command::McSet { token: tok(), key: key("k1"), value: b("") },
+            Command::McGet { token: tok(), key: key("k1") },
+            Command::Brd { token: tok(), message: b("hi: all") },
+        ];
+        for c in commands {
+            for ending in [Ending::Newline, Ending::Bare] {
+                let mut out = BytesMut::new();
+                c.encode(&mut out, ending);
+                assert_eq!(out.ends_with(b"\n"), ending == Ending::Newline);
+                assert_eq!(parse(out.freeze()), Ok(c.clone()));
+            }
+        }
+        let mut out = BytesMut::new();
+        Command::McGet { token: tok(), key: key("k") }.encode(&mut out, Ending::Newline);
+        assert_eq!(&out[..], format!("mcget:{T}:k\n").as_bytes());
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod key;
 mod line;
 mod reply;
 
-pub use command::{Command, parse, trim_packet};
+pub use command::{Command, CommandKind, parse, trim_packet};
 pub use key::{CLIENT_PREFIX, Key, MAX_KEY_LEN, MAX_VALUE_LEN, TOKEN_LEN, Token};
 pub use line::{Frame, LineCodec};
 pub use reply::{Ending, ErrorReply, ProtocolError, RECONNECT, Reply};

@@ -5,6 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::CommandKind;
+
 /// A malformed command, found by parsing alone (no backend involved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -37,6 +39,23 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// Every parse error, for reading replies back ([`ErrorReply::parse`]).
+    pub const ALL: [ProtocolError; 13] = [
+        ProtocolError::MsgMissing,
+        ProtocolError::BrdMissing,
+        ProtocolError::BrdTokenLength,
+        ProtocolError::BrdInvalidToken,
+        ProtocolError::McsetMissing,
+        ProtocolError::McsetTooLong,
+        ProtocolError::McgetMissing,
+        ProtocolError::McgetKeyTooLong,
+        ProtocolError::InvalidToken,
+        ProtocolError::InvalidKey,
+        ProtocolError::InvalidValue,
+        ProtocolError::UnknownCommand,
+        ProtocolError::LineTooLong,
+    ];
+
     /// The exact reply text, without the line terminator.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,6 +112,37 @@ impl From<ProtocolError> for ErrorReply {
 }
 
 impl ErrorReply {
+    /// Reads an error reply back (clients): the error it is, if `text` (without
+    /// its line end) is one the servers send. `error: invalid token` reads as
+    /// [`ErrorReply::InvalidToken`], whichever of the two causes sent it.
+    pub fn parse(text: &[u8]) -> Option<ErrorReply> {
+        let fixed = [
+            ErrorReply::InvalidToken,
+            ErrorReply::InvalidTokenRelogin,
+            ErrorReply::CacheUnavailable,
+            ErrorReply::BroadcastUnavailable,
+            ErrorReply::ServerFull,
+        ];
+        if let Some(e) = fixed.into_iter().find(|e| e.to_text() == text) {
+            return Some(e);
+        }
+        if let Some(e) = ProtocolError::ALL.into_iter().find(|e| e.as_str().as_bytes() == text) {
+            return Some(ErrorReply::Protocol(e));
+        }
+        if let Some(key) = text.strip_prefix(b"error: finding key ") {
+            return Some(ErrorReply::NotFound(Bytes::copy_from_slice(key)));
+        }
+        let command = text.strip_prefix(b"error: ")?.strip_suffix(b" is only available over TCP")?;
+        let kind = crate::CommandKind::ALL.into_iter().find(|k| k.word().as_bytes() == command)?;
+        Some(ErrorReply::TcpOnly(kind.word()))
+    }
+
+    fn to_text(&self) -> BytesMut {
+        let mut out = BytesMut::new();
+        self.put(&mut out);
+        out
+    }
+
     /// Appends the reply text (without the line terminator) to `out`.
     fn put(&self, out: &mut BytesMut) {
         match self {
@@ -111,6 +161,30 @@ impl ErrorReply {
                 out.put_slice(command.as_bytes());
                 out.put_slice(b" is only available over TCP");
             }
+        }
+    }
+}
+
+/// The reply to a `kind` command, read back by a client from `text` (one
+/// line or read, without its line end). `None` when it cannot be a reply to
+/// that command: for `brd`, which has no direct reply, anything but an error
+/// is a pushed message.
+impl Reply {
+    pub fn parse(kind: CommandKind, text: &[u8]) -> Option<Reply> {
+        if text.starts_with(b"error: ") {
+            if let Some(e) = ErrorReply::parse(text) {
+                return Some(Reply::Error(e));
+            }
+        }
+        let bytes = || Bytes::copy_from_slice(text);
+        match kind {
+            CommandKind::Login => {
+                crate::Token::parse(text).filter(|_| text.len() == crate::TOKEN_LEN).map(Reply::Token)
+            }
+            CommandKind::Msg => Some(Reply::Echo(bytes())),
+            CommandKind::McSet => (text == b"success").then_some(Reply::Success),
+            CommandKind::McGet => Some(Reply::Value(bytes())),
+            CommandKind::Brd => None,
         }
     }
 }
@@ -255,6 +329,42 @@ mod tests {
         assert_eq!(Ending::mirroring(b"msg:x\r\n"), Ending::Newline);
         assert_eq!(Ending::mirroring(b"msg:x"), Ending::Bare);
         assert_eq!(Ending::mirroring(b"msg:x\r"), Ending::Bare);
+    }
+
+    #[test]
+    fn clients_read_back_every_reply() {
+        let token = crate::Token::parse(b"0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+        let cases = [
+            (CommandKind::Login, Reply::Token(token)),
+            (CommandKind::Msg, Reply::Echo(Bytes::from_static(b"a:b"))),
+            (CommandKind::McSet, Reply::Success),
+            (CommandKind::McGet, Reply::Value(Bytes::from_static(b"v"))),
+            (CommandKind::McGet, Reply::Value(Bytes::new())),
+            (CommandKind::McGet, ErrorReply::NotFound(Bytes::from_static(b"k:1")).into()),
+            (CommandKind::McSet, ErrorReply::InvalidToken.into()),
+            (CommandKind::Brd, ErrorReply::InvalidTokenRelogin.into()),
+            (CommandKind::Brd, ErrorReply::BroadcastUnavailable.into()),
+            (CommandKind::Msg, ErrorReply::ServerFull.into()),
+            (CommandKind::Login, ErrorReply::TcpOnly("login").into()),
+            (CommandKind::McGet, ErrorReply::CacheUnavailable.into()),
+        ];
+        for (kind, reply) in cases
+            .into_iter()
+            .chain(ProtocolError::ALL.into_iter().map(|e| (CommandKind::Msg, Reply::Error(ErrorReply::Protocol(e)))))
+        {
+            let mut out = BytesMut::new();
+            reply.encode(&mut out, Ending::Bare);
+            // Two causes share some texts (`error: invalid token`): what is
+            // read back is a reply with the same bytes.
+            let parsed = Reply::parse(kind, &out).unwrap_or_else(|| panic!("{kind:?} {out:?}"));
+            let mut again = BytesMut::new();
+            parsed.encode(&mut again, Ending::Bare);
+            assert_eq!(again, out, "{kind:?}");
+            assert_eq!(parsed.is_error(), reply.is_error());
+        }
+        assert_eq!(Reply::parse(CommandKind::McSet, b"stored"), None);
+        assert_eq!(Reply::parse(CommandKind::Login, b"not-a-token"), None);
+        assert_eq!(Reply::parse(CommandKind::Brd, b"a pushed message"), None);
     }
 
     #[test]

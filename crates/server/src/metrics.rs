@@ -9,9 +9,10 @@ use std::time::Duration;
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
+use playground_protocol::CommandKind;
 
-/// Commands as metric labels; `unknown` for lines that name no command.
-pub const COMMANDS: [&str; 6] = ["login", "msg", "mcset", "mcget", "brd", "unknown"];
+/// The `command` label of lines that name no command.
+const UNKNOWN: &str = "unknown";
 
 /// Describes the servers' metrics (HELP lines); call once at start.
 pub fn describe() {
@@ -47,24 +48,24 @@ pub struct CommandMetrics {
 impl CommandMetrics {
     /// Handles for `transport` (`tcp` or `udp`).
     pub fn new(transport: &'static str) -> Self {
+        // One label per command kind, in `CommandKind::ALL` order, then `unknown`.
+        let labels = || CommandKind::ALL.iter().map(|k| k.word()).chain([UNKNOWN]);
         let per = |outcome: &'static str| {
-            COMMANDS
-                .iter()
-                .map(|c| counter!("playground_commands_total", "transport" => transport, "command" => *c, "outcome" => outcome))
+            labels()
+                .map(|c| counter!("playground_commands_total", "transport" => transport, "command" => c, "outcome" => outcome))
                 .collect()
         };
-        let latency = COMMANDS
-            .iter()
-            .map(|c| histogram!("playground_command_duration_seconds", "transport" => transport, "command" => *c))
+        let latency = labels()
+            .map(|c| histogram!("playground_command_duration_seconds", "transport" => transport, "command" => c))
             .collect();
         CommandMetrics { ok: per("ok"), error: per("error"), latency }
     }
 
-    /// Records one command (index into [`COMMANDS`]).
-    pub fn record(&self, command: usize, ok: bool, elapsed: Duration) {
-        let command = command.min(COMMANDS.len() - 1);
-        if ok { &self.ok[command] } else { &self.error[command] }.increment(1);
-        self.latency[command].record(elapsed.as_secs_f64());
+    /// Records one command; `None` for a line that names no command.
+    pub fn record(&self, kind: Option<CommandKind>, ok: bool, elapsed: Duration) {
+        let i = kind.map_or(CommandKind::ALL.len(), CommandKind::index);
+        if ok { &self.ok[i] } else { &self.error[i] }.increment(1);
+        self.latency[i].record(elapsed.as_secs_f64());
     }
 }
 

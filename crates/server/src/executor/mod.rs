@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrics::Counter;
-use playground_protocol::{Command, ErrorReply, Reply, Token, parse};
+use playground_protocol::{Command, CommandKind, ErrorReply, Reply, Token, parse};
 
 use crate::bus::Bus;
 use crate::cache::{Cache, CacheKey};
-use crate::metrics::{COMMANDS, CommandMetrics};
+use crate::metrics::CommandMetrics;
 
 /// How long a login token lives (the original's 20 minutes).
 pub const TOKEN_TTL: Duration = Duration::from_secs(20 * 60);
@@ -71,29 +71,30 @@ impl Executor {
     /// Parses and runs one line from `peer`, recording it in `metrics`.
     pub async fn execute(&self, line: Bytes, peer: &Peer, metrics: &CommandMetrics) -> Reply {
         let started = Instant::now();
-        let label = command_label(&line);
-        let tcp_only = matches!(peer.transport, Transport::Udp { .. }) && matches!(COMMANDS[label], "login" | "brd");
-        let reply = match parse(line) {
-            // Over UDP, say a TCP-only command is TCP-only even when it is
-            // malformed: fixing its fields would not help.
-            _ if tcp_only => ErrorReply::TcpOnly(COMMANDS[label]).into(),
-            Ok(command) => self.run(command, peer).await,
-            Err(e) => e.into(),
+        let kind = CommandKind::of_line(&line);
+        let reply = match kind {
+            // The transport rule, decided once, by kind: over UDP a TCP-only
+            // command is refused even when it is malformed, since fixing its
+            // fields would not help.
+            Some(k) if k.tcp_only() && matches!(peer.transport, Transport::Udp { .. }) => {
+                ErrorReply::TcpOnly(k.word()).into()
+            }
+            _ => match parse(line) {
+                Ok(command) => self.run(command, peer).await,
+                Err(e) => e.into(),
+            },
         };
-        metrics.record(label, !reply.is_error(), started.elapsed());
+        metrics.record(kind, !reply.is_error(), started.elapsed());
         reply
     }
 
     async fn run(&self, command: Command, peer: &Peer) -> Reply {
-        let tcp_only = |name| Reply::Error(ErrorReply::TcpOnly(name));
-        match (command, peer.transport) {
-            (Command::Login, Transport::Udp { .. }) => tcp_only("login"),
-            (Command::Brd { .. }, Transport::Udp { .. }) => tcp_only("brd"),
-            (Command::Login, Transport::Tcp) => login::run(self, peer).await,
-            (Command::Msg { content }, _) => msg::run(content),
-            (Command::McSet { token, key, value }, _) => mcset::run(self, peer, &token, &key, value).await,
-            (Command::McGet { token, key }, _) => mcget::run(self, peer, &token, &key).await,
-            (Command::Brd { token, message }, Transport::Tcp) => brd::run(self, peer, &token, message).await,
+        match command {
+            Command::Login => login::run(self, peer).await,
+            Command::Msg { content } => msg::run(content),
+            Command::McSet { token, key, value } => mcset::run(self, peer, &token, &key, value).await,
+            Command::McGet { token, key } => mcget::run(self, peer, &token, &key).await,
+            Command::Brd { token, message } => brd::run(self, peer, &token, message).await,
         }
     }
 
@@ -111,14 +112,6 @@ impl Executor {
                 .is_some_and(|a| a.ip() == peer.addr.ip()),
         })
     }
-}
-
-/// The index into [`COMMANDS`] of the line's command word.
-fn command_label(line: &[u8]) -> usize {
-    let word = line.split(|&b| b == b':').next().unwrap_or_default();
-    let word = word.strip_suffix(b"\n").unwrap_or(word);
-    let word = word.strip_suffix(b"\r").unwrap_or(word);
-    COMMANDS.iter().position(|c| c.as_bytes() == word).unwrap_or(COMMANDS.len() - 1)
 }
 
 #[cfg(test)]

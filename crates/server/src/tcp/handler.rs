@@ -207,7 +207,7 @@ async fn reply_to(input: Input, peer: &Peer, shared: &Shared, out: &mut BytesMut
 }
 
 fn too_long(shared: &Shared) -> Reply {
-    shared.commands.record(crate::metrics::COMMANDS.len() - 1, false, Duration::ZERO);
+    shared.commands.record(None, false, Duration::ZERO);
     ProtocolError::LineTooLong.into()
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use playground_protocol::{ErrorReply, Reply};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
@@ -69,5 +70,6 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: 
 
 /// Tells a client the server is full, then closes.
 async fn refuse(mut stream: TcpStream, write_timeout: Duration) {
-    let _ = tokio::time::timeout(write_timeout, stream.write_all(b"error: server full\n")).await;
+    let refusal = Reply::from(ErrorReply::ServerFull).to_line();
+    let _ = tokio::time::timeout(write_timeout, stream.write_all(&refusal)).await;
 }
