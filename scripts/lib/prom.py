@@ -1,6 +1,6 @@
-"""The Debian prometheus binary as the check scripts run it: scraping the
-playground instances every second with the relabelling of a Kubernetes
-ServiceMonitor scrape (deploy/ci/prometheus/prometheus.yml turns the
+"""The Debian prometheus binary as the check scripts run it (the scripts'
+library, beside playlib): scraping the playground instances every second
+with the relabelling of a Kubernetes ServiceMonitor scrape (deploy/ci/prometheus/prometheus.yml turns the
 __meta_kubernetes_* labels of a file_sd target into namespace, pod,
 container, job), and a small client of its HTTP API."""
 
@@ -9,10 +9,8 @@ import os
 import shutil
 import urllib.parse
 
-from net import free_port, http, wait_http
-from procs import Failure, spawn
+from playlib import ROOT, Failure, free_port, http, spawn, wait_http
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROM_CONFIG = os.path.join(ROOT, "deploy", "ci", "prometheus", "prometheus.yml")
 PROMETHEUS = "/usr/bin/prometheus"
 

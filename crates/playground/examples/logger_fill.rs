@@ -4,14 +4,16 @@
 //! ```text
 //! logger_fill BROKERS TOPIC COUNT [PARTITIONS]   # create TOPIC if needed and produce COUNT events
 //! logger_fill BROKERS TOPIC --delete             # delete TOPIC
+//! logger_fill --print COUNT                      # print the COUNT events, one JSON document a line
 //! ```
 //!
 //! SASL comes from KAFKA_SASL_USER / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM
 //! (PLAIN by default) when set. Event `i` is deterministic (see [`event`]),
-//! so the benchmark can build the very same documents for its reference
-//! loads without reading the topic.
+//! so the benchmark builds the very same documents for its reference loads
+//! from `--print` without reading the topic.
 
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,24 +25,15 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 const PODS: usize = 12;
 const LEVELS: [&str; 4] = ["INFO", "WARN", "ERROR", "DEBUG"];
 /// 2026-01-01T00:00:00Z: event `i` is `i` milliseconds later.
-const BASE_MS: i64 = 1_767_225_600_000;
+const BASE_MS: u64 = 1_767_225_600_000;
 
-/// Event `i`: the same bytes the benchmark script generates for its reference loads.
+/// Event `i` (its key and document): what `--print` prints for the benchmark's reference loads.
 fn event(i: usize) -> (String, String) {
     let pod = format!("playground-tcp-{}", i % PODS);
-    let ms = BASE_MS + i as i64;
-    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (day_s, days) = (secs.rem_euclid(86_400), secs.div_euclid(86_400));
-    // 2026-01-01 plus at most a few days of milliseconds: only the day changes.
-    let day = 1 + (days - BASE_MS / 86_400_000);
+    let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(BASE_MS + i as u64));
     let text = format!("event {i}: handled a request from 10.0.{}.{} in {} us", i % 256, i / 256 % 256, i % 997);
-    let payload = format!(
-        "{{\"pod\":\"{pod}\",\"level\":\"{}\",\"text\":\"{text}\",\"timestamp\":\"2026-01-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z\"}}",
-        LEVELS[i % 4],
-        day_s / 3600,
-        day_s / 60 % 60,
-        day_s % 60
-    );
+    let payload =
+        format!("{{\"pod\":\"{pod}\",\"level\":\"{}\",\"text\":\"{text}\",\"timestamp\":\"{at}\"}}", LEVELS[i % 4]);
     (pod, payload)
 }
 
@@ -58,8 +51,15 @@ fn config(brokers: &str) -> ClientConfig {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Some("--print"), Some(count)) = (args.first().map(String::as_str), args.get(1)) {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for i in 0..count.parse()? {
+            writeln!(out, "{}", event(i).1)?;
+        }
+        return Ok(out.flush()?);
+    }
     let (Some(brokers), Some(topic), Some(what)) = (args.first(), args.get(1), args.get(2)) else {
-        eprintln!("usage: logger_fill BROKERS TOPIC COUNT [PARTITIONS] | logger_fill BROKERS TOPIC --delete");
+        eprintln!("usage: logger_fill BROKERS TOPIC COUNT [PARTITIONS] | BROKERS TOPIC --delete | --print COUNT");
         std::process::exit(2);
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -8,7 +8,7 @@ OpenSearch. scripts/e2e says what the scenario does; main.py runs it.
              prometheus packages, the run's topics and its logs in OpenSearch
   nginx      the balancer in front of the instances
   instances  tcp/udp instances and the Prometheus that scrapes them
-  clients    the UDP echo client and the TCP probes
+  clients    the TCP probes
   scenario   start, load, scale out, scale in
   checks     the load's report, UDP, logs, the final stop
   main       command line, time limit, teardown, exit code

@@ -4,11 +4,6 @@ runs. BIN is the binary under test, set by main() once it is built."""
 
 import os
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-SERVICES = os.path.join(ROOT, "scripts", "services")
-STATE = os.environ.get("PLAYGROUND_STATE") or os.path.expanduser("~/.cache/playground/state")
-CACHE = os.environ.get("PLAYGROUND_CACHE") or os.path.expanduser("~/.cache/playground")
-
 KAFKA = "127.0.0.1:9092"
 KAFKA_USER = os.environ.get("KAFKA_SASL_USER", "user")
 KAFKA_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "password")

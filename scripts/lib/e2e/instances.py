@@ -3,8 +3,7 @@ pod name) and the Prometheus that scrapes them with the labels of a
 Kubernetes pod of namespace e2e; the kernel's count of a port's sockets."""
 
 import prom
-from net import free_port, http, metric_sum
-from procs import Failure, spawn
+from playlib import Failure, free_port, http, metric, spawn
 
 from . import config
 from .config import NAMESPACE
@@ -27,11 +26,10 @@ class Instance:
         return self.get("/readyz")[0] == 200
 
     def metric(self, name):
-        return metric_sum(self.get("/metrics")[1], name)
+        return metric(self.admin, name)
 
     def connections(self):
         return int(self.metric("playground_tcp_connections") or 0)
-
 
 
 class Scraper(prom.Prometheus):

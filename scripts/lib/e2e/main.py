@@ -4,7 +4,6 @@ everything started (also on failure), the verdict table and exit code."""
 
 import argparse
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -12,24 +11,21 @@ import tempfile
 import time
 import uuid
 
-from net import http
-from procs import Deadline, Failure, run, stop_all, trap_signals
-from runlog import elapsed
+from playlib import Deadline, Failure, binary, elapsed, http, raise_nofile, run, service, stop_all, trap_signals
 
 from . import config
-from .config import FULL, OPENSEARCH, ROOT, SHORT
+from .config import FULL, OPENSEARCH, SHORT
 from .report import RESULTS, log, print_table, verdict
 from .scenario import scenario
-from .services import ensure_services, kafka_topic_tool, service, stop_services
+from .services import ensure_services, kafka_topic_tool, stop_services
 
 
 def build_binary():
     if os.environ.get("PLAYGROUND_BIN"):
         return os.environ["PLAYGROUND_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
     log("cargo build --release (the binary under test)")
     run(["cargo", "build", "--release", "--locked", "--bin", "playground"], timeout=1800)
-    return os.path.join(target, "release", "playground")
+    return binary()
 
 
 def main(doc):
@@ -43,8 +39,7 @@ def main(doc):
     trap_signals(interrupt=True)
     # Children inherit the open-file limit: nginx and the load need two
     # descriptors per proxied connection.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
 
     run_id = f"e2e-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
     work = tempfile.mkdtemp(prefix=f"{run_id}-")
@@ -76,7 +71,7 @@ def main(doc):
         if not args.keep:
             index = index or f"{run_id}-logs"
             http("DELETE", f"{OPENSEARCH}/{index}")
-            if service("kafka", "status", 30) == 0:
+            if service("kafka", "status", timeout=30)[0] == 0:
                 kafka_topic_tool(["--delete", "--if-exists", "--topic", f"{run_id}-.*"], timeout=60)
         stop_services()
         scenario_secs = time.monotonic() - scenario_started if scenario_started else 0

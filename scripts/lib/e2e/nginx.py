@@ -6,8 +6,7 @@ import os
 import resource
 import socket
 
-from net import free_port, wait_until
-from procs import Failure, run, spawn
+from playlib import Failure, free_port, run, spawn, wait_until
 
 from .config import NGINX, NGINX_STREAM_MODULE
 

@@ -1,7 +1,7 @@
 """What scripts/e2e prints: time-stamped log lines as it goes, and the
 verdict table (check, expected, observed, ok) that decides its exit code."""
 
-from runlog import progress
+from playlib import progress
 
 log = progress("e2e", 6)
 

@@ -8,12 +8,11 @@ import signal
 import subprocess
 import time
 
-from net import free_port, http, wait_until
-from procs import Failure, spawn
+from playlib import Failure, free_port, http, signal_proc, spawn, wait_until
 
 from . import config
 from .checks import final_checks
-from .clients import UdpEcho, echo_once, open_probes
+from .clients import echo_once, open_probes
 from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, NAMESPACE, OPENSEARCH,
                      RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT)
 from .instances import Instance, Scraper, established
@@ -104,9 +103,25 @@ def scenario(cfg, work, run_id):
                                    *common, "--json", report], base, logdir)
         loads[name] = (p, report)
 
-    udp_echo = UdpEcho(nginx.udp_port, cfg["udp_flows"], cfg["udp_interval"],
-                       limit=int(cfg["udp_flows"] / cfg["udp_interval"] * limit), tag=run_id)
-    udp_echo.start()
+    udp_load = (spawn("load-udp", [config.BIN, "load", "udp", str(cfg["udp_flows"]), "127.0.0.1",
+                                   str(nginx.udp_port), "--conn-interval", "10ms", "--msg-interval",
+                                   f"{cfg['udp_interval'] * 1000:.0f}ms", "--alive", "3600", "--duration", str(limit),
+                                   "--read-timeout", "10s", "--progress", "off", "--json",
+                                   os.path.join(work, "load-udp.json")], base, logdir),
+                os.path.join(work, "load-udp.json"))
+
+    def reload_nginx():
+        """nginx loses the replies of the UDP sessions its old worker still
+        has when it reloads (the old worker closes the listening socket those
+        replies go out through): the UDP load is held (SIGSTOP) from before
+        the reload, once the replies in flight are back, to after it. A
+        Kubernetes Service or Envoy changes endpoints without that loss."""
+        signal_proc(udp_load[0], signal.SIGSTOP)
+        time.sleep(0.5)
+        try:
+            nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
+        finally:
+            signal_proc(udp_load[0], signal.SIGCONT)
 
     def all_connected():
         for name, (p, _) in loads.items():
@@ -129,9 +144,7 @@ def scenario(cfg, work, run_id):
     wait_until(f"{tcp[3].pod} ready", 30, tcp[3].ready)
     scraped.append(tcp[3])
     prom.set_targets(scraped)
-    udp_echo.quiet()
-    nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
-    udp_echo.resume()
+    reload_nginx()
     log(f"tcp-3 in nginx; opening {cfg['probes']} probe connections through nginx")
     probes = open_probes(nginx.tcp_port, cfg["probes"], run_id)
     probe_addrs = {f"127.0.0.1:{s.getsockname()[1]}" for s in probes}
@@ -188,9 +201,7 @@ def scenario(cfg, work, run_id):
 
     # Kubernetes takes a pod that is not ready out of the endpoints.
     del tcp[1]
-    udp_echo.quiet()
-    nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
-    udp_echo.resume()
+    reload_nginx()
     log("tcp-1 out of nginx; waiting for it to send reconnect and exit")
     try:
         code = victim.proc.wait(timeout=SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
@@ -226,5 +237,5 @@ def scenario(cfg, work, run_id):
 
     time.sleep(cfg["hold_scaled_in"])  # the load runs on the two left; checked below
 
-    final_checks(loads, udp_echo, n1, tcp, udp, victim, index)
+    final_checks(loads, udp_load, cfg["udp_flows"], n1, tcp, udp, victim, index)
     return index, (bcast_topic, log_topic)

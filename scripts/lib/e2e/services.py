@@ -7,11 +7,10 @@ import json
 import os
 import threading
 
-from net import http
-from procs import Failure, apt_install, run
+from playlib import CACHE, STATE, Failure, apt_install, http, run, service
 from prom import PROMETHEUS
 
-from .config import ALIAS, CACHE, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, SERVICES, STATE
+from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH
 from .report import log, verdict
 
 
@@ -29,10 +28,6 @@ def ensure_tools():
     return missing
 
 
-def service(name, cmd, timeout):
-    return run([os.path.join(SERVICES, name), cmd], timeout=timeout, check=False)[0]
-
-
 STARTED_SERVICES = []  # started by this run, stopped at its end
 
 
@@ -42,12 +37,12 @@ def ensure_services():
     errors = {}
 
     def start(name):
-        if service(name, "status", 60) == 0:
+        if service(name, "status", timeout=60)[0] == 0:
             log(f"{name}: already running, left as it is")
             return
         STARTED_SERVICES.append(name)
         log(f"{name}: starting")
-        rc, out = run([os.path.join(SERVICES, name), "start"], timeout=600, check=False)
+        rc, out = service(name, "start", timeout=600)
         if rc != 0:
             errors[name] = out[-1500:]
 
@@ -69,7 +64,7 @@ def stop_services():
     for name in reversed(STARTED_SERVICES):
         log(f"{name}: stopping (this run started it)")
         try:
-            run([os.path.join(SERVICES, name), "stop"], timeout=120, check=False)
+            service(name, "stop", timeout=120)
         except Failure as e:
             log(f"{name}: {e}")
 

@@ -1,0 +1,423 @@
+"""The one helper library of the scripts: the binary under test, processes
+(each in its own session, remembered, stopped together at the end), loopback
+ports and HTTP, bounded polls, the one parser of the Prometheus text format,
+/proc figures, the open-files limit, `playground load` and its JSON report,
+progress lines, and the sections of BENCHMARKS.md."""
+
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SERVICES = os.path.join(ROOT, "scripts", "services")
+CACHE = os.environ.get("PLAYGROUND_CACHE") or os.path.expanduser("~/.cache/playground")
+STATE = os.environ.get("PLAYGROUND_STATE") or os.path.expanduser("~/.cache/playground/state")
+START = time.monotonic()
+
+
+class Failure(RuntimeError):
+    """A step that cannot go on; the checks so far are still reported."""
+
+
+class Deadline(Exception):
+    """The script's time limit (SIGALRM) has passed."""
+
+
+# --- the binary ----------------------------------------------------------------
+
+
+def target_dir():
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return os.environ["CARGO_TARGET_DIR"]
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    return json.loads(meta.stdout)["target_directory"]
+
+
+def binary():
+    """The release binary: PLAYGROUND_BIN, or where `cargo build --release` puts it."""
+    return os.environ.get("PLAYGROUND_BIN") or os.path.join(target_dir(), "release", "playground")
+
+
+def build(*examples, copy_to=None, skip=False):
+    """Builds the release binary and examples; returns {name: path}
+    ("playground" and each example). With copy_to, the paths are private
+    copies there, so that another build in a shared target directory cannot
+    swap the binaries under a running benchmark."""
+    if not skip:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "playground", "--bin", "playground",
+                        *[a for e in examples for a in ("--example", e)]], cwd=ROOT, check=True)
+    release = os.path.join(target_dir(), "release")
+    paths = {"playground": os.path.join(release, "playground"),
+             **{e: os.path.join(release, "examples", e) for e in examples}}
+    if copy_to:
+        for name, path in paths.items():
+            paths[name] = os.path.join(copy_to, name)
+            subprocess.run(["cp", "-p", path, paths[name]], check=True)
+    return paths
+
+
+# --- processes -------------------------------------------------------------------
+
+PROCS = []  # every process started here: (name, Popen)
+
+
+def spawn(name, argv, env=None, logdir=None):
+    """Starts a process in its own session (a Ctrl-C on the terminal reaches
+    only the script, which then stops everything in order); its output goes
+    to <logdir>/<name>.log, or nowhere."""
+    out = open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else subprocess.DEVNULL
+    p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    if logdir:
+        out.close()
+    PROCS.append((name, p))
+    return p
+
+
+def signal_proc(p, sig):
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop(p, sig=signal.SIGTERM, grace=10.0):
+    """Signals a process, waits up to `grace` seconds, then kills it."""
+    signal_proc(p, sig)
+    try:
+        return p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        signal_proc(p, signal.SIGKILL)
+        return p.wait(timeout=10)
+
+
+def stop_all(grace=10.0, twice=True):
+    """SIGTERM to every process started, the newest first; with `twice` a
+    second one after 0.2 s (the servers drain for SIGTERM_TIMEOUT on the
+    first and skip the wait on a second one, so teardown is quick). What is
+    still running after `grace` seconds is killed."""
+    for _ in range(2 if twice else 1):
+        for _, p in reversed(PROCS):
+            signal_proc(p, signal.SIGTERM)
+        time.sleep(0.2 if twice else 0)
+    limit = time.monotonic() + grace
+    for _, p in reversed(PROCS):
+        try:
+            p.wait(timeout=max(0.1, limit - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            signal_proc(p, signal.SIGKILL)
+            p.wait(timeout=10)
+
+
+def run(argv, timeout, check=True, env=None, track=False):
+    """Runs a tool to completion within `timeout` seconds: (exit code, output).
+    With `track` it is in PROCS, so that stop_all() stops it too."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    if track:
+        PROCS.append((argv[0], p))
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise Failure(f"{' '.join(argv[:3])} took more than {timeout}s:\n{out[-2000:]}")
+    if check and p.returncode != 0:
+        raise Failure(f"{' '.join(argv[:4])} exited with {p.returncode}:\n{out[-3000:]}")
+    return p.returncode, out
+
+
+def service(name, *args, timeout=180, env=None):
+    """scripts/services/NAME ARGS...: (exit code, output)."""
+    return run([os.path.join(SERVICES, name), *args], timeout=timeout, check=False,
+               env=dict(os.environ, **(env or {})))
+
+
+def apt_install(packages, track=False):
+    """Installs Debian packages (apt-get update first). A policy-rc.d keeps
+    their own services (nginx on :80, a system Prometheus) from starting:
+    the binaries run with the scripts' own configs."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    policy = "/usr/sbin/policy-rc.d"
+    created = os.geteuid() == 0 and not os.path.exists(policy)
+    if created:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=120"]
+        run([*apt, "update", "-qq"], timeout=300, env=env, track=track)
+        run([*apt, "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=600, env=env, track=track)
+    finally:
+        if created:
+            os.remove(policy)
+
+
+def trap_signals(interrupt=False):
+    """SIGALRM (the script's time limit) raises Deadline, SIGTERM raises
+    KeyboardInterrupt, as Ctrl-C does; with `interrupt` SIGINT is set to do
+    so too, also when the script was started with it ignored (a background
+    job of a shell script)."""
+    def on_alarm(*_):
+        raise Deadline()
+
+    def on_term(*_):
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    if interrupt:
+        signal.signal(signal.SIGINT, on_term)
+
+
+# --- loopback ----------------------------------------------------------------------
+
+
+def free_port(udp_too=False):
+    """A loopback port that is free (for UDP too when asked)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not udp_too:
+            return port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise Failure("no free loopback port")
+
+
+def wait_until(what, seconds, probe, interval=0.2):
+    """Polls `probe` until it returns a true value, at most `seconds`."""
+    limit = time.monotonic() + seconds
+    last = None
+    while True:
+        try:
+            last = probe()
+            if last:
+                return last
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            last = e
+        if time.monotonic() > limit:
+            raise Failure(f"{what}: not within {seconds:g}s (last: {last})")
+        time.sleep(interval)
+
+
+def http(method, url, body=None, timeout=5, ctype="application/json"):
+    """(status, text) of an HTTP request; HTTP errors are returned, not raised.
+    A dict or list body is sent as JSON, bytes as they are."""
+    data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_http(url, seconds, what, proc=None):
+    """Waits for `url` to answer 200; fails at once if `proc` exits."""
+    def answers():
+        if proc is not None and proc.poll() is not None:
+            raise Failure(f"{what} exited with status {proc.returncode}")
+        return http("GET", url, timeout=1)[0] == 200
+
+    wait_until(f"{what} answering {url}", seconds, answers, 0.1)
+
+
+def wait_port(port, seconds=30):
+    """Waits until something accepts TCP connections on the loopback port."""
+    wait_until(f"a listener on {port}", seconds,
+               lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 0.05)
+
+
+# --- Prometheus text format --------------------------------------------------------
+
+SAMPLE = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def parse_metrics(text):
+    """The one parser of the Prometheus text format: ({name: [(labels, value)]},
+    {name: TYPE}), labels as the raw `{...}` text ('' when none)."""
+    samples, types = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split()[:4]
+            types[name] = typ
+        elif line and not line.startswith("#"):
+            m = SAMPLE.match(line)
+            if m:
+                samples.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(3))))
+    return samples, types
+
+
+def metric_sum(text, name):
+    """Sum of a metric's samples in an exposition (None if absent)."""
+    found = parse_metrics(text)[0].get(name)
+    return sum(v for _, v in found) if found else None
+
+
+def metric(admin, name):
+    """Sum of a metric's samples on an admin port's /metrics (None if absent or down)."""
+    try:
+        return metric_sum(http("GET", f"http://127.0.0.1:{admin}/metrics")[1], name)
+    except OSError:
+        return None
+
+
+# --- /proc and limits --------------------------------------------------------------
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_files(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def machine():
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    cpu = "unknown cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def raise_nofile(wanted=0):
+    """Raises RLIMIT_NOFILE of this process (inherited by what it starts):
+    the hard limit toward `wanted` (capped by fs.nr_open; needs
+    CAP_SYS_RESOURCE), the soft one to the hard one. (soft, hard, nr_open, how)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with open("/proc/sys/fs/nr_open") as f:
+        nr_open = int(f.read())
+    how = "unchanged"
+    if hard < wanted:
+        new = min(wanted, nr_open)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, new))
+            how = f"hard limit raised from {hard} to {new}"
+        except (ValueError, OSError) as e:
+            how = f"the hard limit cannot be raised ({e}: no CAP_SYS_RESOURCE)"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard, hard, nr_open, how
+
+
+# --- servers and load --------------------------------------------------------------
+
+
+def start_server(role="tcp", extra=None, bin_path=None):
+    """A `playground ROLE` on free loopback ports, quiet, no drain; returns
+    (process, port, admin port) once /readyz answers."""
+    port, admin = free_port(udp_too=role == "udp"), free_port()
+    env = dict(os.environ, PORT=str(port), TCP_PORT=str(port), ADMIN_PORT=str(admin), BIND_ADDRESS="127.0.0.1",
+               ADMIN_BIND_ADDRESS="127.0.0.1", LOG_LEVEL="warn", SIGTERM_TIMEOUT="0", **(extra or {}))
+    proc = spawn(role, [bin_path or binary(), role], env)
+    wait_http(f"http://127.0.0.1:{admin}/readyz", 60, f"playground {role}", proc)
+    return proc, port, admin
+
+
+class Load:
+    """A running `playground load ARGS`; finish() waits and returns its JSON
+    report. The named fields of the report are read, never its text."""
+
+    def __init__(self, args, bin_path=None, env=None, logdir=None, name="load", progress="off"):
+        fd, self.path = tempfile.mkstemp(prefix="load-", suffix=".json", dir=logdir)
+        os.close(fd)
+        self.keep = logdir is not None  # the report stays beside the logs
+        argv = [bin_path or binary(), "load", *args, "--json", self.path]
+        if progress:
+            argv += ["--progress", progress]
+        self.proc = spawn(name, argv, env, logdir)
+
+    def finish(self, timeout=None):
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop(self.proc, signal.SIGKILL)
+            raise Failure(f"the load took more than {timeout}s")
+        try:
+            with open(self.path) as f:
+                report = json.load(f)
+        except (OSError, ValueError):
+            raise Failure(f"the load exited with {code} and wrote no report")
+        if not self.keep:
+            os.unlink(self.path)
+        if code != 0:
+            raise Failure(f"the load exited with {code}")
+        return report
+
+
+def load(args, timeout=600, bin_path=None):
+    """Runs `playground load ARGS` to its end: its JSON report."""
+    return Load(args, bin_path).finish(timeout)
+
+
+# --- output --------------------------------------------------------------------------
+
+
+def elapsed():
+    return time.monotonic() - START
+
+
+def progress(name, width):
+    """A log(msg) function printing `[<name> <seconds>s] msg` at once."""
+    def log(msg):
+        print(f"[{name} {elapsed():{width}.1f}s] {msg}", flush=True)
+
+    return log
+
+
+def step(text):
+    print(f"\n==> {text}", flush=True)
+
+
+def write_section(name, markdown):
+    """Replaces the section `name` of BENCHMARKS.md (creating it if absent):
+    each benchmark owns the text between its markers."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"
+    text = open(path).read() if os.path.exists(path) else (
+        "# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
+        "session on the same machine; ratios are what count on shared, noisy machines. "
+        "`scripts/bench` reruns everything and rewrites the sections below.\n")
+    if start_m in text:
+        text = re.sub(re.escape(start_m) + r".*?" + re.escape(end_m), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)

@@ -1,0 +1,119 @@
+# shellcheck shell=bash
+# What the scripts/services scripts share: their cache and state directories
+# under ~/.cache/playground, logging, Debian packages, locks, pid files,
+# detached daemons and their stop, and waits on ports. Sourced, not run; the
+# caller sets SVC_TAG (the prefix of its log lines) first.
+
+# shellcheck disable=SC2034 # used by the scripts that source this
+CACHE_ROOT="${PLAYGROUND_CACHE:-$HOME/.cache/playground}"
+STATE_ROOT="${PLAYGROUND_STATE:-$HOME/.cache/playground/state}"
+HOST=127.0.0.1
+
+log() { printf '%s %s\n' "$SVC_TAG" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# Exits unless every named variable holds a number.
+need_numbers() {
+    local v
+    for v in "$@"; do
+        case "${!v}" in
+        '' | *[!0-9]*) die "$v must be a number, got '${!v}'" ;;
+        esac
+    done
+}
+
+# Installs Debian packages, one apt at a time across the service scripts; a
+# policy-rc.d keeps a package's own init script from starting a system-wide
+# daemon (memcached on 11211).
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
+    local sudo=() policy=/usr/sbin/policy-rc.d created=0 rc=0
+    if [[ $EUID -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "need to install $*: run as root or install them by hand"
+        sudo=(sudo)
+    elif [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created=1
+    fi
+    mkdir -p "$STATE_ROOT"
+    log "installing Debian packages: $*"
+    (
+        flock 8
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+                install -y -qq --no-install-recommends "$@" >/dev/null
+    ) 8>"$STATE_ROOT/.apt.lock" || rc=$?
+    ((created == 0)) || rm -f "$policy"
+    ((rc == 0)) || die "apt-get install $* failed (exit $rc)"
+}
+
+# Holds the lock FILE on fd 9 for the rest of the script (one start/stop at a time).
+lock_or_die() {
+    mkdir -p "$(dirname "$1")"
+    exec 9>"$1"
+    flock -w "$2" 9 || die "another start/stop holds $1"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Prints the pid in PIDFILE if that process runs and its command line
+# matches PATTERN (a recycled pid is not ours).
+pid_of() {
+    local pid
+    [[ -f $1 ]] || return 1
+    pid="$(tr -dc '0-9' <"$1")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
+    printf '%s\n' "$pid"
+}
+
+# Starts COMMAND... detached (setsid + nohup: it outlives this script and its
+# process group; no standard stream or lock is left open to the caller),
+# output appended to LOGFILE, its pid written to PIDFILE and to $DAEMON_PID.
+start_daemon() {
+    local logfile="$1" pidfile="$2"
+    shift 2
+    setsid nohup "$@" </dev/null >>"$logfile" 2>&1 7>&- 8>&- 9>&- &
+    DAEMON_PID=$!
+    echo "$DAEMON_PID" >"$pidfile"
+}
+
+# SIGTERM, up to SECONDS for the exit, then SIGKILL; fails if it still runs.
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < $2 * 5; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    log "pid $pid still alive after ${2}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Waits up to SECONDS until none of the PORTS... accepts connections.
+wait_ports_closed() {
+    local seconds="$1" i p open
+    shift
+    for ((i = 0; i < seconds * 10; i++)); do
+        open=0
+        for p in "$@"; do port_open "$p" && open=1; done
+        ((open)) || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+show_log_tail() {
+    log "last lines of $1:"
+    tail -n "${2:-40}" "$1" >&2 || true
+}
+
+# Moves the previous run's LOGFILE aside.
+rotate_log() { [[ ! -f $1 ]] || mv -f "$1" "$1.1"; }
