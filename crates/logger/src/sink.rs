@@ -2,13 +2,9 @@
 //! document has a final answer, then hands the batch's offsets back for
 //! committing (the end-to-end acknowledgement).
 //!
-//! - A request that fails as a whole (unreachable, 429, 5xx, any other
-//!   status) is sent again after an exponential backoff with jitter, with no
-//!   limit: the stream waits for the engine rather than dropping events.
-//! - In a partial failure only the documents that may succeed later (429,
-//!   5xx, 404) are sent again; the others are rejected: counted, logged, and
-//!   optionally sent to the dead-letter topic. They never hold the stream.
-//! - A 413 (body too large for the engine) halves the request until it fits.
+//! What to send again, and when, is decided in [`super::retry`]; this module
+//! is the loop that applies the decision. Documents the engine will never
+//! take are counted, logged and optionally sent to the dead-letter topic.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -20,25 +16,8 @@ use tracing::{error, warn};
 
 use super::batch::{Batch, DeadLetter, Item};
 use super::metrics::{LoggerMetrics, RejectReason};
-use super::search::{ItemOutcome, RequestError, SearchClient, is_mapping_error};
-
-/// Exponential backoff with jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (1-based): half of the
-    /// exponential step plus a random part of the other half, so replicas that
-    /// failed together do not retry together.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let step = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(self.max);
-        let half = step / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-}
+use super::retry::{self, Backoff, Retry};
+use super::search::{ItemOutcome, SearchClient, is_mapping_error};
 
 /// The dead-letter topic and the producer that writes to it.
 pub struct DeadLetterTopic {
@@ -76,66 +55,40 @@ impl Sink {
             let started = Instant::now();
             let result = self.search.bulk(body, take).await;
             self.metrics.bulk_duration.record(started.elapsed().as_secs_f64());
-            let retry: Vec<usize> = match result {
-                Ok(outcomes) => {
-                    let mut retry = Vec::new();
-                    let mut index_missing = false;
-                    let mut indexed = 0u64;
-                    for (&i, outcome) in ids.iter().zip(outcomes) {
-                        match outcome {
-                            ItemOutcome::Indexed => indexed += 1,
-                            ItemOutcome::Retry { status } => {
-                                index_missing |= status == 404;
-                                retry.push(i);
-                            }
-                            ItemOutcome::Rejected { status, kind, reason } => {
-                                let label =
-                                    if is_mapping_error(&kind) { RejectReason::Mapping } else { RejectReason::Refused };
-                                self.metrics.rejected(label, 1);
-                                let doc = &whole[items[i].source..items[i].end - 1];
-                                let id = item_id(&whole, &items[i]);
-                                warn!(id = %id, status, kind = %kind, reason = %reason, "The search engine rejected a document; skipping it");
-                                if self.dead_letter.is_some() {
-                                    dead.push(DeadLetter {
-                                        id,
-                                        reason: label,
-                                        error: format!("{kind}: {reason}"),
-                                        payload: doc.to_vec(),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    self.metrics.indexed.increment(indexed);
+            if let Ok(outcomes) = &result {
+                if self.settle(&whole, &items, &ids, outcomes, &mut dead) > 0 {
+                    failures = 0;
+                }
+            }
+            let retry: Vec<usize> = match retry::decide(&result, take) {
+                Retry::No => Vec::new(),
+                Retry::Documents { positions, index_missing } => {
                     if index_missing {
-                        // Someone deleted the index: create it again (with
-                        // the mapping) rather than let auto-creation guess.
                         if let Err(e) = self.search.ensure_index().await {
                             warn!(error = %e, "Re-creating the log index failed");
                         }
                     }
-                    if indexed > 0 {
-                        failures = 0;
-                    }
-                    retry
+                    positions.into_iter().map(|p| ids[p]).collect()
                 }
-                Err(RequestError::TooLarge) if take > 1 => {
+                Retry::Request => {
+                    if let Err(e) = &result {
+                        if failures == 0 || failures.is_power_of_two() {
+                            warn!(error = %e, documents = take, attempt = failures + 1, "Bulk request failed; retrying");
+                        }
+                    }
+                    ids
+                }
+                Retry::Halve => {
                     chunk = take / 2;
                     warn!(documents = take, next = chunk, "Bulk request too large for the search engine; splitting it");
                     put_back(&mut queue, ids);
                     continue;
                 }
-                Err(RequestError::TooLarge) => {
+                Retry::Reject => {
                     self.metrics.rejected(RejectReason::Refused, 1);
                     let id = item_id(&whole, &items[ids[0]]);
                     error!(id = %id, "A single document is too large for the search engine; skipping it");
                     continue;
-                }
-                Err(e) => {
-                    if failures == 0 || failures.is_power_of_two() {
-                        warn!(error = %e, documents = take, attempt = failures + 1, "Bulk request failed; retrying");
-                    }
-                    ids
                 }
             };
             if !retry.is_empty() {
@@ -151,6 +104,45 @@ impl Sink {
             }
         }
         batch.offsets
+    }
+
+    /// Applies the final answers of a bulk answer: counts the indexed
+    /// documents, and counts, logs and keeps for the dead-letter topic the
+    /// ones the engine will never take, so they never hold the stream.
+    /// Returns how many were indexed.
+    fn settle(
+        &self,
+        whole: &[u8],
+        items: &[Item],
+        ids: &[usize],
+        outcomes: &[ItemOutcome],
+        dead: &mut Vec<DeadLetter>,
+    ) -> u64 {
+        let mut indexed = 0u64;
+        for (&i, outcome) in ids.iter().zip(outcomes) {
+            match outcome {
+                ItemOutcome::Indexed => indexed += 1,
+                // Sent again: see `retry::decide`.
+                ItemOutcome::Retry { .. } => {}
+                ItemOutcome::Rejected { status, kind, reason } => {
+                    let label = if is_mapping_error(kind) { RejectReason::Mapping } else { RejectReason::Refused };
+                    self.metrics.rejected(label, 1);
+                    let doc = &whole[items[i].source..items[i].end - 1];
+                    let id = item_id(whole, &items[i]);
+                    warn!(id = %id, status, kind = %kind, reason = %reason, "The search engine rejected a document; skipping it");
+                    if self.dead_letter.is_some() {
+                        dead.push(DeadLetter {
+                            id,
+                            reason: label,
+                            error: format!("{kind}: {reason}"),
+                            payload: doc.to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+        self.metrics.indexed.increment(indexed);
+        indexed
     }
 
     /// Writes one rejected event to the dead-letter topic, retrying until
@@ -213,19 +205,6 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_a_cap() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
-        for _ in 0..100 {
-            let d1 = b.delay(1);
-            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
-            let d3 = b.delay(3);
-            assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400), "{d3:?}");
-            let d = b.delay(u32::MAX);
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2), "{d:?}");
-        }
-    }
 
     #[test]
     fn partial_bodies_and_ids() {

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use tracing::info;
 
 use super::Config;
-use super::worker::{Shared, SocketWorker};
+use super::dispatcher::{Shared, SocketWorker};
 use crate::executor::Executor;
 use playground_common::lifecycle::Lifecycle;
 

@@ -1,15 +1,22 @@
 //! The UDP server: stateless request/response on datagrams, through the same
 //! executor as TCP. The [`listener`] binds several sockets to one port with
 //! SO_REUSEPORT so the kernel spreads datagrams over cores, and runs one
-//! receive loop per socket; the [`worker`] module answers each datagram within
-//! a bounded number of workers and a bounded queue, dropping (and counting)
-//! what does not fit instead of growing memory; on Linux, [`mmsg`] receives
-//! and sends datagrams in batches.
+//! receive loop per socket. Per socket:
+//!
+//! - [`receiver`] receives datagrams in batches and sends the replies
+//!   answered at once together (on Linux through [`mmsg`]);
+//! - [`admission`] bounds the commands running at once and the datagrams
+//!   waiting for them, refusing (and counting) what does not fit instead of
+//!   growing memory;
+//! - [`dispatcher`] runs each command in the receive loop if it completes
+//!   without waiting, otherwise hands it to a task holding a slot.
 
+mod admission;
+mod dispatcher;
 mod listener;
 #[cfg(target_os = "linux")]
 mod mmsg;
-mod worker;
+mod receiver;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -17,6 +24,10 @@ use std::time::Duration;
 pub use listener::{bind, serve};
 
 use crate::config::UdpOptions;
+
+/// A reply and how it ends: with `\n` only if the request did, so the
+/// original's clients get byte-identical replies and `nc -u` stays readable.
+type Answer = (playground_protocol::Reply, playground_protocol::Ending);
 
 /// How long commands still running when the server stops receiving (end of
 /// SIGTERM_TIMEOUT) get to send their replies.
