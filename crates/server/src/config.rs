@@ -10,8 +10,6 @@ use clap::Args;
 pub use playground_common::kafka::KafkaConnection;
 use playground_common::{ProcessOptions, parse_duration};
 
-use crate::tcp::FramingMode;
-
 /// `playground tcp`.
 #[derive(Debug, Args)]
 pub struct TcpArgs {
@@ -102,6 +100,19 @@ pub struct TcpOptions {
     /// Address to bind the client listeners to.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+}
+
+/// The framing a connection uses, or `Auto` to let its first command decide
+/// (the TCP server's codec module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FramingMode {
+    /// Line if the first command ends with `\n`, packet if it arrives without
+    /// one and nothing follows within FRAMING_GRACE.
+    Auto,
+    /// Every connection uses line framing.
+    Line,
+    /// Every connection uses the original's packet framing.
+    Packet,
 }
 
 /// Options of the UDP server (BUFF_SIZE and BIND_ADDRESS are declared by each

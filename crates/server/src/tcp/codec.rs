@@ -12,6 +12,8 @@
 
 use bytes::{Bytes, BytesMut};
 use playground_protocol::{Frame, LineCodec};
+
+pub use crate::config::FramingMode;
 use tokio_util::codec::Decoder;
 
 /// What [`FramingCodec`] reads from a client.
@@ -24,18 +26,6 @@ pub enum Input {
     /// Undecided: more bytes without a line ending arrived (the handler
     /// restarts its grace period).
     Pending,
-}
-
-/// The framing a connection uses, or `Auto` to let its first command decide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FramingMode {
-    /// Line if the first command ends with `\n`, packet if it arrives without
-    /// one and nothing follows within FRAMING_GRACE.
-    Auto,
-    /// Every connection uses line framing.
-    Line,
-    /// Every connection uses the original's packet framing.
-    Packet,
 }
 
 /// The decoder of one connection.
