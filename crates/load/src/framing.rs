@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::delivery;
-use playground_protocol::{Frame, LineCodec};
+use playground_protocol::{Ending, Frame, LineCodec};
 
 /// Longest line accepted from the server with line framing.
 const MAX_LINE: usize = 64 * 1024;
@@ -50,12 +50,11 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// What goes on the wire for a request the script wrote as one
-    /// `\n`-terminated line.
-    pub fn request(self, line: &[u8]) -> &[u8] {
+    /// What ends each request on the wire.
+    pub fn ending(self) -> Ending {
         match self {
-            Framing::Line => line,
-            Framing::Packet => line.strip_suffix(b"\n").unwrap_or(line),
+            Framing::Line => Ending::Newline,
+            Framing::Packet => Ending::Bare,
         }
     }
 
@@ -128,10 +127,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packet_requests_lose_their_line_end() {
-        assert_eq!(Framing::Packet.request(b"msg:1\n"), b"msg:1");
-        assert_eq!(Framing::Line.request(b"msg:1\n"), b"msg:1\n");
-        assert_eq!(Framing::Packet.request(b"login"), b"login");
+    fn packet_requests_have_no_line_end() {
+        let request = |framing: Framing| {
+            let mut out = BytesMut::new();
+            playground_protocol::Command::Msg { content: Bytes::from_static(b"1") }.encode(&mut out, framing.ending());
+            out
+        };
+        assert_eq!(request(Framing::Packet), &b"msg:1"[..]);
+        assert_eq!(request(Framing::Line), &b"msg:1\n"[..]);
     }
 
     /// A peer whose reads return `reads` one by one, then the end.

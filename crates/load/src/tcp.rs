@@ -161,8 +161,12 @@ impl Client {
     ) -> std::io::Result<()> {
         conn.schedule.hold();
         conn.out.clear();
-        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out) else { return Ok(()) };
-        writer.write_all(self.ctx.framing.request(&conn.out)).await?;
+        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out, self.ctx.framing.ending()) else {
+            // Nothing now: ask again at the next slot, if the script still wants to send.
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            return Ok(());
+        };
+        writer.write_all(&conn.out).await?;
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
         conn.pending.push_back(Pending { expect, sent_at: now, timed_out: false });
         Ok(())
