@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::delivery;
-use playground_protocol::{Ending, Frame, LineCodec};
+use playground_protocol::{Ending, Frame, LineCodec, RECONNECT};
 
 /// Longest line accepted from the server with line framing.
 const MAX_LINE: usize = 64 * 1024;
@@ -36,8 +36,6 @@ const LINE_ROOM: usize = 256;
 /// buffer must never be what cuts it: every reply and pushed message of a
 /// server with the default BUFF_SIZE (512) fits.
 const PACKET_ROOM: usize = 1024;
-/// The server's notice that it is shutting down.
-const RECONNECT: &[u8] = b"reconnect";
 
 /// How requests and replies are delimited (`--framing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -119,7 +117,7 @@ fn content(frame: Frame) -> Bytes {
 /// broadcast starts past its first byte.
 pub fn looks_merged(read: &[u8], expected: Option<&[u8]>) -> bool {
     let around = |m: &[u8]| !m.is_empty() && read.len() > m.len() && (read.starts_with(m) || read.ends_with(m));
-    expected.is_some_and(around) || around(RECONNECT) || delivery::starts_within(read)
+    expected.is_some_and(around) || around(RECONNECT.as_bytes()) || delivery::starts_within(read)
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
+use playground_protocol::RECONNECT;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
@@ -125,7 +126,7 @@ impl Conversation for Client {
                 _ = cancelled.as_mut() => break Ended::Done,
                 message = replies.next() => match message {
                     Ok(Some(message)) => {
-                        if message.as_ref() == b"reconnect" {
+                        if message.as_ref() == RECONNECT.as_bytes() {
                             ctx.stats.count.reconnects.fetch_add(1, Relaxed);
                             break Ended::Again;
                         }
