@@ -96,3 +96,20 @@ pub enum Verdict {
     /// Part of the reply; more lines belong to the same request.
     More,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_as_the_protocol_writes_them() {
+        let stored = Expect::Stored { key: 0 };
+        assert!(stored.answered_by(b"success") && !stored.answered_by(b"error: cache unavailable"));
+        let uuid = b"0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(Expect::Token.answered_by(uuid) && !Expect::Token.answered_by(&uuid[1..]));
+        for lost in ["error: invalid token", "error: invalid token, re-login", "error: invalid token length"] {
+            assert!(ErrorReply::parse(lost.as_bytes()).is_some_and(|e| token_lost(&e)), "{lost}");
+        }
+        assert!(!token_lost(&ErrorReply::CacheUnavailable) && !token_lost(&ErrorReply::ServerFull));
+    }
+}
