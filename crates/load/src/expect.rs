@@ -3,7 +3,10 @@
 //! driver uses [`Expect::answered_by`] to find which request a reply
 //! belongs to.
 
-use bytes::Bytes;
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
+use playground_protocol::{CommandKind, Ending, ErrorReply, ProtocolError, Reply};
 
 /// The reply a request waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +26,26 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The command whose reply this waits for (for `brd`, the replies of
+    /// the probe are known in advance, so only its errors are read).
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Expect::Echo(_) => CommandKind::Msg,
+            Expect::Token => CommandKind::Login,
+            Expect::Stored { .. } => CommandKind::McSet,
+            Expect::Value { .. } => CommandKind::McGet,
+            Expect::Published { .. } => CommandKind::Brd,
+        }
+    }
+
     /// Whether `reply` is the right reply to this request, without judging
     /// it: how a driver finds, among several requests, the one a reply
-    /// belongs to.
+    /// belongs to. A reply known in advance is compared byte for byte (no
+    /// copy, and a payload that reads like an error text is still an echo).
     pub fn answered_by(&self, reply: &[u8]) -> bool {
         match self.right_reply() {
             Some(right) => reply == right,
-            None => reply.len() == playground_protocol::TOKEN_LEN && !reply.starts_with(b"error"),
+            None => matches!(Reply::parse(self.kind(), reply), Some(Reply::Token(_))),
         }
     }
 
@@ -38,11 +54,34 @@ impl Expect {
         match self {
             Expect::Echo(echo) => Some(echo),
             Expect::Token => None,
-            Expect::Stored { .. } => Some(b"success"),
+            Expect::Stored { .. } => Some(success()),
             Expect::Value { value, .. } => Some(value),
             Expect::Published { ack, .. } => Some(ack),
         }
     }
+}
+
+/// The `mcset` reply, as the server writes it without a line end. Encoded
+/// once: drivers compare many replies with it.
+fn success() -> &'static [u8] {
+    static SUCCESS: OnceLock<Bytes> = OnceLock::new();
+    SUCCESS.get_or_init(|| {
+        let mut out = BytesMut::new();
+        Reply::Success.encode(&mut out, Ending::Bare);
+        out.freeze()
+    })
+}
+
+/// Whether an error says the client's token is gone (it dies with its
+/// connection or in the cache), so the client must log in again.
+pub fn token_lost(error: &ErrorReply) -> bool {
+    use ProtocolError::{BrdInvalidToken, BrdTokenLength, InvalidToken};
+    matches!(
+        error,
+        ErrorReply::InvalidToken
+            | ErrorReply::InvalidTokenRelogin
+            | ErrorReply::Protocol(InvalidToken | BrdInvalidToken | BrdTokenLength)
+    )
 }
 
 /// How a reply turned out.
@@ -58,9 +97,19 @@ pub enum Verdict {
     More,
 }
 
-impl Verdict {
-    /// Right if `ok`, else wrong.
-    pub fn of(ok: bool) -> Verdict {
-        if ok { Verdict::Right } else { Verdict::Wrong }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_as_the_protocol_writes_them() {
+        let stored = Expect::Stored { key: 0 };
+        assert!(stored.answered_by(b"success") && !stored.answered_by(b"error: cache unavailable"));
+        let uuid = b"0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert!(Expect::Token.answered_by(uuid) && !Expect::Token.answered_by(&uuid[1..]));
+        for lost in ["error: invalid token", "error: invalid token, re-login", "error: invalid token length"] {
+            assert!(ErrorReply::parse(lost.as_bytes()).is_some_and(|e| token_lost(&e)), "{lost}");
+        }
+        assert!(!token_lost(&ErrorReply::CacheUnavailable) && !token_lost(&ErrorReply::ServerFull));
     }
 }

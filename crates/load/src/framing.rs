@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::delivery;
-use playground_protocol::{Frame, LineCodec};
+use playground_protocol::{Ending, Frame, LineCodec, RECONNECT};
 
 /// Longest line accepted from the server with line framing.
 const MAX_LINE: usize = 64 * 1024;
@@ -36,8 +36,6 @@ const LINE_ROOM: usize = 256;
 /// buffer must never be what cuts it: every reply and pushed message of a
 /// server with the default BUFF_SIZE (512) fits.
 const PACKET_ROOM: usize = 1024;
-/// The server's notice that it is shutting down.
-const RECONNECT: &[u8] = b"reconnect";
 
 /// How requests and replies are delimited (`--framing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -50,12 +48,11 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// What goes on the wire for a request the script wrote as one
-    /// `\n`-terminated line.
-    pub fn request(self, line: &[u8]) -> &[u8] {
+    /// What ends each request on the wire.
+    pub fn ending(self) -> Ending {
         match self {
-            Framing::Line => line,
-            Framing::Packet => line.strip_suffix(b"\n").unwrap_or(line),
+            Framing::Line => Ending::Newline,
+            Framing::Packet => Ending::Bare,
         }
     }
 
@@ -120,7 +117,7 @@ fn content(frame: Frame) -> Bytes {
 /// broadcast starts past its first byte.
 pub fn looks_merged(read: &[u8], expected: Option<&[u8]>) -> bool {
     let around = |m: &[u8]| !m.is_empty() && read.len() > m.len() && (read.starts_with(m) || read.ends_with(m));
-    expected.is_some_and(around) || around(RECONNECT) || delivery::starts_within(read)
+    expected.is_some_and(around) || around(RECONNECT.as_bytes()) || delivery::starts_within(read)
 }
 
 #[cfg(test)]
@@ -128,10 +125,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packet_requests_lose_their_line_end() {
-        assert_eq!(Framing::Packet.request(b"msg:1\n"), b"msg:1");
-        assert_eq!(Framing::Line.request(b"msg:1\n"), b"msg:1\n");
-        assert_eq!(Framing::Packet.request(b"login"), b"login");
+    fn packet_requests_have_no_line_end() {
+        let request = |framing: Framing| {
+            let mut out = BytesMut::new();
+            playground_protocol::Command::Msg { content: Bytes::from_static(b"1") }.encode(&mut out, framing.ending());
+            out
+        };
+        assert_eq!(request(Framing::Packet), &b"msg:1"[..]);
+        assert_eq!(request(Framing::Line), &b"msg:1\n"[..]);
     }
 
     /// A peer whose reads return `reads` one by one, then the end.

@@ -12,10 +12,11 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use playground_protocol::{Command, CommandKind, Ending, Key, Reply, Token};
 
 use super::delivery::{self, Ledger};
-use super::expect::{Expect, Verdict};
+use super::expect::{self, Expect, Verdict};
 
 /// What a client does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,7 +52,7 @@ pub struct Script {
     ledger: Arc<Ledger>,
     payload: Arc<str>,
     seq: u64,
-    token: Option<Bytes>,
+    token: Option<Token>,
     rng: fastrand::Rng,
     keys: Vec<Option<Stored>>,
     key_count: u32,
@@ -99,34 +100,39 @@ impl Script {
         }
     }
 
-    /// Writes the next request (one or more `\n`-terminated lines) to `out`
-    /// and returns its expectation; `None` if there is nothing to send.
-    pub fn next(&mut self, now_us: u64, out: &mut BytesMut) -> Option<Expect> {
+    /// Whether the next request is `login`: the client needs a token first.
+    pub fn needs_login(&self) -> bool {
+        self.role != Role::Echo && self.token.is_none()
+    }
+
+    /// Writes the next request (one or more commands, each followed by
+    /// `ending`) to `out` and returns its expectation; `None` if there is
+    /// nothing to send now.
+    pub fn next(&mut self, now_us: u64, out: &mut BytesMut, ending: Ending) -> Option<Expect> {
         if !self.wants_to_send() {
             return None;
         }
-        if self.role != Role::Echo && self.token.is_none() {
-            out.put_slice(b"login\n");
+        if self.needs_login() {
+            Command::Login.encode(out, ending);
             return Some(Expect::Token);
         }
         self.seq += 1;
-        Some(match self.role {
-            Role::Cache => self.cache_request(now_us, out),
-            Role::Broadcaster => self.broadcast_request(now_us, out),
+        Some(match (self.role, self.token.clone()) {
+            (Role::Cache, Some(token)) => self.cache_request(token, now_us, out, ending)?,
+            (Role::Broadcaster, Some(token)) => self.broadcast_request(token, now_us, out, ending),
             _ => {
                 let echo = Bytes::from(format!("{}-{}-{}", self.payload, self.id, self.seq));
-                put_line(out, &[b"msg:", &echo]);
+                Command::Msg { content: echo.clone() }.encode(out, ending);
                 Expect::Echo(echo)
             }
         })
     }
 
-    fn cache_request(&mut self, now_us: u64, out: &mut BytesMut) -> Expect {
+    fn cache_request(&mut self, token: Token, now_us: u64, out: &mut BytesMut, ending: Ending) -> Option<Expect> {
         if self.keys.is_empty() {
             self.keys = vec![None; self.key_count as usize];
         }
         let fresh = |s: &Option<Stored>| s.as_ref().is_some_and(|s| now_us.saturating_sub(s.at_us) < VALUE_FRESH_US);
-        let token = self.token.clone().unwrap_or_default();
         let read = self.keys.iter().any(fresh) && self.rng.bool();
         if read {
             // A random fresh key: probe from a random start.
@@ -134,78 +140,76 @@ impl Script {
             let key = (0..self.keys.len()).map(|i| (start + i) % self.keys.len()).find(|&k| fresh(&self.keys[k]));
             if let Some(key) = key {
                 let value = self.keys[key].as_ref().map(|s| s.value.clone()).unwrap_or_default();
-                put_line(out, &[b"mcget:", &token, b":", self.key_name(key as u32).as_bytes()]);
-                return Expect::Value { key: key as u32, value };
+                Command::McGet { token, key: self.key(key as u32)? }.encode(out, ending);
+                return Some(Expect::Value { key: key as u32, value });
             }
         }
         let key = self.rng.u32(..self.key_count);
         let value: Bytes = (0..self.value_size).map(|_| self.rng.alphanumeric() as u8).collect::<Vec<u8>>().into();
-        put_line(out, &[b"mcset:", &token, b":", self.key_name(key).as_bytes(), b":", &value]);
+        Command::McSet { token, key: self.key(key)?, value: value.clone() }.encode(out, ending);
         // The server handles a connection's commands in order, so a read sent
         // after this write sees this value if the write succeeds.
         self.keys[key as usize] = Some(Stored { value, at_us: now_us });
-        Expect::Stored { key }
+        Some(Expect::Stored { key })
     }
 
-    fn broadcast_request(&mut self, now_us: u64, out: &mut BytesMut) -> Expect {
-        let token = self.token.clone().unwrap_or_default();
-        out.put_slice(b"brd:");
-        out.put_slice(&token);
-        out.put_u8(b':');
-        delivery::put_message(out, self.ledger.tag(), self.id, self.seq, now_us);
-        out.put_u8(b'\n');
+    /// `brd` and the `msg:` probe that tells when it is done (see
+    /// [`Expect::Published`]).
+    fn broadcast_request(&mut self, token: Token, now_us: u64, out: &mut BytesMut, ending: Ending) -> Expect {
+        let mut message = BytesMut::new();
+        delivery::put_message(&mut message, self.ledger.tag(), self.id, self.seq, now_us);
+        Command::Brd { token, message: message.freeze() }.encode(out, ending);
         let ack = Bytes::from(format!("{}-ack-{}-{}", self.ledger.tag(), self.id, self.seq));
-        put_line(out, &[b"msg:", &ack]);
+        Command::Msg { content: ack.clone() }.encode(out, ending);
         Expect::Published { send_us: now_us, ack, failed: false }
     }
 
-    fn key_name(&self, key: u32) -> String {
-        format!("lg-{}-{}-{key}", self.ledger.tag(), self.id)
+    /// Key number `key` of this client. Its name is made of a run tag, numbers
+    /// and `-`, always a valid key: were it not, the request is skipped
+    /// rather than the run stopped.
+    fn key(&self, key: u32) -> Option<Key> {
+        let key = Key::new(Bytes::from(format!("lg-{}-{}-{key}", self.ledger.tag(), self.id)));
+        debug_assert!(key.is_some(), "invalid key name for client {}", self.id);
+        key
     }
 
     /// Judges one reply line to `expect`.
     pub fn check(&mut self, expect: &mut Expect, line: &[u8]) -> Verdict {
-        if line.starts_with(b"error: invalid token") {
+        if *expect == Expect::Token {
+            // The one right reply not known in advance: keep it.
+            if let Some(Reply::Token(token)) = Reply::parse(CommandKind::Login, line) {
+                self.token = Some(token);
+                return Verdict::Right;
+            }
+        } else if expect.answered_by(line) {
+            return match expect {
+                Expect::Published { failed: true, .. } => Verdict::PublishFailed,
+                Expect::Published { send_us, .. } => {
+                    self.ledger.published(*send_us);
+                    Verdict::Right
+                }
+                _ => Verdict::Right,
+            };
+        }
+        // A wrong reply: the server may say why.
+        let error = match Reply::parse(expect.kind(), line) {
+            Some(Reply::Error(e)) => Some(e),
+            _ => None,
+        };
+        if error.as_ref().is_some_and(expect::token_lost) {
             // Tokens die with their connection or in the cache: log in again.
             self.token = None;
         }
         match expect {
-            Expect::Echo(_) => Verdict::of(expect.answered_by(line)),
-            Expect::Token => {
-                let ok = expect.answered_by(line);
-                if ok {
-                    self.token = Some(Bytes::copy_from_slice(line));
-                }
-                Verdict::of(ok)
+            Expect::Stored { key } | Expect::Value { key, .. } => {
+                self.forget(*key);
+                Verdict::Wrong
             }
-            Expect::Stored { key } => {
-                let ok = line == b"success";
-                if !ok {
-                    self.forget(*key);
-                }
-                Verdict::of(ok)
+            Expect::Published { failed, .. } if error.is_some() && !*failed => {
+                *failed = true;
+                Verdict::More
             }
-            Expect::Value { key, value } => {
-                let ok = line == &value[..];
-                if !ok {
-                    self.forget(*key);
-                }
-                Verdict::of(ok)
-            }
-            Expect::Published { send_us, ack, failed } => {
-                if line == &ack[..] {
-                    if *failed {
-                        return Verdict::PublishFailed;
-                    }
-                    self.ledger.published(*send_us);
-                    Verdict::Right
-                } else if line.starts_with(b"error: ") && !*failed {
-                    *failed = true;
-                    Verdict::More
-                } else {
-                    Verdict::Wrong
-                }
-            }
+            _ => Verdict::Wrong,
         }
     }
 
@@ -235,13 +239,6 @@ impl Script {
     }
 }
 
-fn put_line(out: &mut BytesMut, parts: &[&[u8]]) {
-    for p in parts {
-        out.put_slice(p);
-    }
-    out.put_u8(b'\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +252,7 @@ mod tests {
 
     fn step(s: &mut Script, now_us: u64) -> (String, Expect) {
         let mut out = BytesMut::new();
-        let e = s.next(now_us, &mut out).expect("a request");
+        let e = s.next(now_us, &mut out, Ending::Newline).expect("a request");
         (String::from_utf8(out.to_vec()).unwrap(), e)
     }
 
@@ -385,6 +382,6 @@ mod tests {
         assert!(!l.wants_to_send());
         l.on_connect();
         assert!(l.wants_to_send());
-        assert!(script(Role::Idle).next(0, &mut BytesMut::new()).is_none());
+        assert!(script(Role::Idle).next(0, &mut BytesMut::new(), Ending::Newline).is_none());
     }
 }

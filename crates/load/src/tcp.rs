@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
+use playground_protocol::RECONNECT;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
@@ -125,7 +126,7 @@ impl Conversation for Client {
                 _ = cancelled.as_mut() => break Ended::Done,
                 message = replies.next() => match message {
                     Ok(Some(message)) => {
-                        if message.as_ref() == b"reconnect" {
+                        if message.as_ref() == RECONNECT.as_bytes() {
                             ctx.stats.count.reconnects.fetch_add(1, Relaxed);
                             break Ended::Again;
                         }
@@ -161,8 +162,12 @@ impl Client {
     ) -> std::io::Result<()> {
         conn.schedule.hold();
         conn.out.clear();
-        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out) else { return Ok(()) };
-        writer.write_all(self.ctx.framing.request(&conn.out)).await?;
+        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out, self.ctx.framing.ending()) else {
+            // Nothing now: ask again at the next slot, if the script still wants to send.
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            return Ok(());
+        };
+        writer.write_all(&conn.out).await?;
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
         conn.pending.push_back(Pending { expect, sent_at: now, timed_out: false });
         Ok(())

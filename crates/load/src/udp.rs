@@ -29,12 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
+use playground_protocol::Ending;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::expect::{Expect, Verdict};
-use super::framing::{Framing, Replies};
+use super::framing::Replies;
 use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
@@ -149,7 +150,14 @@ impl Client {
     async fn send(&mut self, socket: &UdpSocket, flow: &mut Flow, now: Instant, cancelled: Cancelled<'_>) -> Sent {
         flow.schedule.hold();
         flow.out.clear();
-        let Some(expect) = self.script.next(self.ctx.micros(now), &mut flow.out) else { return Sent::Ok };
+        // `login` goes over TCP, framed as `--framing` says; a datagram is one
+        // command already, with no line end.
+        let ending = if self.script.needs_login() { self.ctx.framing.ending() } else { Ending::Bare };
+        let Some(expect) = self.script.next(self.ctx.micros(now), &mut flow.out, ending) else {
+            // Nothing now: ask again at the next slot, if the script still wants to send.
+            flow.schedule.after(&self.ctx.pacer, &self.script, now);
+            return Sent::Ok;
+        };
         if expect == Expect::Token {
             return tokio::select! {
                 biased;
@@ -157,7 +165,7 @@ impl Client {
                 () = self.login(expect, flow) => Sent::Ok,
             };
         }
-        if socket.send(Framing::Packet.request(&flow.out)).await.is_err() {
+        if socket.send(&flow.out).await.is_err() {
             return Sent::Lost;
         }
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
@@ -179,7 +187,7 @@ impl Client {
                 return retry(flow);
             }
         };
-        if stream.write_all(ctx.framing.request(&flow.out)).await.is_err() {
+        if stream.write_all(&flow.out).await.is_err() {
             count.resets.fetch_add(1, Relaxed);
             return retry(flow);
         }
