@@ -1,17 +1,19 @@
-"""The one helper library of the scripts: the binary under test, processes
-(each in its own session, remembered, stopped together at the end), loopback
-ports and HTTP, bounded polls, the one parser of the Prometheus text format,
-/proc figures, the open-files limit, `playground load` and its JSON report,
-progress lines, and the sections of BENCHMARKS.md."""
+"""The one helper library of the scripts: the binary, processes, loopback
+ports and HTTP, polls, the Prometheus text format, /proc, `playground load`,
+Helm and the chart, progress lines and BENCHMARKS.md. Run as a program, it
+serves scripts/check-deploy: `helm` prints "PATH HELM_VERSION KUBE_VERSION",
+`chart HELM DEST` writes the chart copy."""
 
 import json
 import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -22,6 +24,8 @@ SERVICES = os.path.join(ROOT, "scripts", "services")
 CACHE = os.environ.get("PLAYGROUND_CACHE") or os.path.expanduser("~/.cache/playground")
 STATE = os.environ.get("PLAYGROUND_STATE") or os.path.expanduser("~/.cache/playground/state")
 START = time.monotonic()
+HELM_VERSION = "v3.22.0"
+KUBE_VERSION = os.environ.get("KUBE_VERSION") or "1.33.0"
 
 
 class Failure(RuntimeError):
@@ -31,8 +35,6 @@ class Failure(RuntimeError):
 class Deadline(Exception):
     """The script's time limit (SIGALRM) has passed."""
 
-
-# --- the binary ----------------------------------------------------------------
 
 
 def target_dir():
@@ -49,10 +51,8 @@ def binary():
 
 
 def build(*examples, copy_to=None, skip=False):
-    """Builds the release binary and examples; returns {name: path}
-    ("playground" and each example). With copy_to, the paths are private
-    copies there, so that another build in a shared target directory cannot
-    swap the binaries under a running benchmark."""
+    """Builds the release binary and examples: {name: path}. With copy_to,
+    private copies there (another build cannot swap them under a benchmark)."""
     if not skip:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "playground", "--bin", "playground",
                         *[a for e in examples for a in ("--example", e)]], cwd=ROOT, check=True)
@@ -66,15 +66,12 @@ def build(*examples, copy_to=None, skip=False):
     return paths
 
 
-# --- processes -------------------------------------------------------------------
-
 PROCS = []  # every process started here: (name, Popen)
 
 
 def spawn(name, argv, env=None, logdir=None):
-    """Starts a process in its own session (a Ctrl-C on the terminal reaches
-    only the script, which then stops everything in order); its output goes
-    to <logdir>/<name>.log, or nowhere."""
+    """Starts a process in its own session (Ctrl-C reaches only the script),
+    output to <logdir>/<name>.log or nowhere."""
     out = open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else subprocess.DEVNULL
     p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True)
@@ -103,10 +100,9 @@ def stop(p, sig=signal.SIGTERM, grace=10.0):
 
 
 def stop_all(grace=10.0, twice=True):
-    """SIGTERM to every process started, the newest first; with `twice` a
-    second one after 0.2 s (the servers drain for SIGTERM_TIMEOUT on the
-    first and skip the wait on a second one, so teardown is quick). What is
-    still running after `grace` seconds is killed."""
+    """SIGTERM to every process started, newest first; with `twice` another
+    after 0.2 s (a server skips its drain on the second). Kills what is
+    still running after `grace` seconds."""
     for _ in range(2 if twice else 1):
         for _, p in reversed(PROCS):
             signal_proc(p, signal.SIGTERM)
@@ -145,9 +141,8 @@ def service(name, *args, timeout=180, env=None):
 
 
 def apt_install(packages, track=False):
-    """Installs Debian packages (apt-get update first). A policy-rc.d keeps
-    their own services (nginx on :80, a system Prometheus) from starting:
-    the binaries run with the scripts' own configs."""
+    """Installs Debian packages; a policy-rc.d keeps their own services
+    (nginx on :80, a system Prometheus) from starting."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     policy = "/usr/sbin/policy-rc.d"
     created = os.geteuid() == 0 and not os.path.exists(policy)
@@ -165,10 +160,8 @@ def apt_install(packages, track=False):
 
 
 def trap_signals(interrupt=False):
-    """SIGALRM (the script's time limit) raises Deadline, SIGTERM raises
-    KeyboardInterrupt, as Ctrl-C does; with `interrupt` SIGINT is set to do
-    so too, also when the script was started with it ignored (a background
-    job of a shell script)."""
+    """SIGALRM raises Deadline, SIGTERM KeyboardInterrupt; with `interrupt`
+    SIGINT too, even when started ignored (a background job)."""
     def on_alarm(*_):
         raise Deadline()
 
@@ -180,8 +173,6 @@ def trap_signals(interrupt=False):
     if interrupt:
         signal.signal(signal.SIGINT, on_term)
 
-
-# --- loopback ----------------------------------------------------------------------
 
 
 def free_port(udp_too=False):
@@ -218,8 +209,7 @@ def wait_until(what, seconds, probe, interval=0.2):
 
 
 def http(method, url, body=None, timeout=5, ctype="application/json"):
-    """(status, text) of an HTTP request; HTTP errors are returned, not raised.
-    A dict or list body is sent as JSON, bytes as they are."""
+    """(status, text); HTTP errors are returned. Dicts and lists go as JSON."""
     data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype} if data else {})
     try:
@@ -244,8 +234,6 @@ def wait_port(port, seconds=30):
     wait_until(f"a listener on {port}", seconds,
                lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 0.05)
 
-
-# --- Prometheus text format --------------------------------------------------------
 
 SAMPLE = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
@@ -278,8 +266,6 @@ def metric(admin, name):
     except OSError:
         return None
 
-
-# --- /proc and limits --------------------------------------------------------------
 
 
 def rss_kib(pid):
@@ -317,9 +303,8 @@ def machine():
 
 
 def raise_nofile(wanted=0):
-    """Raises RLIMIT_NOFILE of this process (inherited by what it starts):
-    the hard limit toward `wanted` (capped by fs.nr_open; needs
-    CAP_SYS_RESOURCE), the soft one to the hard one. (soft, hard, nr_open, how)."""
+    """Raises RLIMIT_NOFILE (inherited): hard toward `wanted` (capped by
+    fs.nr_open; needs CAP_SYS_RESOURCE), soft to hard. (soft, hard, nr_open, how)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
@@ -336,8 +321,6 @@ def raise_nofile(wanted=0):
     return hard, hard, nr_open, how
 
 
-# --- servers and load --------------------------------------------------------------
-
 
 def start_server(role="tcp", extra=None, bin_path=None):
     """A `playground ROLE` on free loopback ports, quiet, no drain; returns
@@ -351,8 +334,7 @@ def start_server(role="tcp", extra=None, bin_path=None):
 
 
 class Load:
-    """A running `playground load ARGS`; finish() waits and returns its JSON
-    report. The named fields of the report are read, never its text."""
+    """A running `playground load ARGS`; finish() returns its JSON report."""
 
     def __init__(self, args, bin_path=None, env=None, logdir=None, name="load", progress="off"):
         fd, self.path = tempfile.mkstemp(prefix="load-", suffix=".json", dir=logdir)
@@ -386,7 +368,42 @@ def load(args, timeout=600, bin_path=None):
     return Load(args, bin_path).finish(timeout)
 
 
-# --- output --------------------------------------------------------------------------
+def ensure_helm():
+    """(path, how) of the pinned Helm, built once into the cache with `go install`."""
+    helm = os.path.join(CACHE, "bin", f"helm-{HELM_VERSION}")
+    if os.access(helm, os.X_OK):
+        return helm, "cached"
+    if not shutil.which("go"):
+        raise Failure("go is needed to build Helm")
+    print(f"installing helm {HELM_VERSION} (go install, a few minutes once)", file=sys.stderr, flush=True)
+    os.makedirs(os.path.dirname(helm), exist_ok=True)
+    gobin = tempfile.mkdtemp()
+    try:
+        run(["go", "install", "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+             f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], timeout=900, track=True,
+            env=dict(os.environ, GOBIN=gobin, GOFLAGS="-mod=mod"))
+        shutil.move(os.path.join(gobin, "helm"), helm)
+    finally:
+        shutil.rmtree(gobin, ignore_errors=True)
+    return helm, "go install"
+
+
+def chart_copy(helm, dest):
+    """A copy of the chart at dest with empty stand-ins of the same names and
+    pinned versions for its remote dependencies (offline); their lines."""
+    src = os.path.join(ROOT, "deploy", "helm", "playground")
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    lines = []
+    for name, version, repo, *_ in (ln.split() for ln in run([helm, "dependency", "list", src], 60)[1].splitlines()[1:]
+                                    if ln.strip()):
+        if not version[:1].isdigit() or any(c in version for c in "^~*x><= |"):
+            raise Failure(f"dependency {name} is not pinned to an exact version: {version}")
+        os.makedirs(os.path.join(dest, "charts", name))
+        with open(os.path.join(dest, "charts", name, "Chart.yaml"), "w") as f:
+            f.write(f"apiVersion: v2\nname: {name}\nversion: {version}\n"
+                    "description: stand-in for the pinned dependency (offline check)\n")
+        lines.append(f"  stand-in {name} {version} ({repo})")
+    return lines
 
 
 def elapsed():
@@ -421,3 +438,15 @@ def write_section(name, markdown):
         text = text.rstrip() + "\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(text)
+
+
+if __name__ == "__main__":
+    try:
+        if sys.argv[1:2] == ["helm"]:
+            print(ensure_helm()[0], HELM_VERSION, KUBE_VERSION)
+        elif sys.argv[1:2] == ["chart"] and len(sys.argv) == 4:
+            print("\n".join(chart_copy(*sys.argv[2:])))
+        else:
+            sys.exit("usage: playlib.py helm | chart HELM DEST")
+    except Failure as e:
+        sys.exit(str(e))

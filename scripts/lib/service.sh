@@ -1,8 +1,7 @@
 # shellcheck shell=bash
-# What the scripts/services scripts share: their cache and state directories
-# under ~/.cache/playground, logging, Debian packages, locks, pid files,
-# detached daemons and their stop, and waits on ports. Sourced, not run; the
-# caller sets SVC_TAG (the prefix of its log lines) first.
+# What the scripts/services scripts share. Sourced, not run: the caller sets
+# SVC_TAG (its log prefix) first, and PID_FILE, LOG_FILE, LOCK_FILE, usage,
+# probe, our_pid and do_start/do_stop/do_status before svc_main.
 
 # shellcheck disable=SC2034 # used by the scripts that source this
 CACHE_ROOT="${PLAYGROUND_CACHE:-$HOME/.cache/playground}"
@@ -25,9 +24,8 @@ need_numbers() {
     done
 }
 
-# Installs Debian packages, one apt at a time across the service scripts; a
-# policy-rc.d keeps a package's own init script from starting a system-wide
-# daemon (memcached on 11211).
+# Installs Debian packages, one apt at a time; a policy-rc.d keeps a
+# package's init script from starting a system-wide daemon.
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
     local sudo=() policy=/usr/sbin/policy-rc.d created=0 rc=0
@@ -49,8 +47,7 @@ apt_install() {
     ((rc == 0)) || die "apt-get install $* failed (exit $rc)"
 }
 
-# Holds the lock FILE on fd 9 for the rest of the script (one start/stop at a time).
-lock_or_die() {
+lock_or_die() { # FILE SECONDS: held on fd 9 for the rest of the script
     mkdir -p "$(dirname "$1")"
     exec 9>"$1"
     flock -w "$2" 9 || die "another start/stop holds $1"
@@ -58,8 +55,7 @@ lock_or_die() {
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
-# Prints the pid in PIDFILE if that process runs and its command line
-# matches PATTERN (a recycled pid is not ours).
+# Prints the pid in PIDFILE if it runs and its command line matches PATTERN.
 pid_of() {
     local pid
     [[ -f $1 ]] || return 1
@@ -69,9 +65,8 @@ pid_of() {
     printf '%s\n' "$pid"
 }
 
-# Starts COMMAND... detached (setsid + nohup: it outlives this script and its
-# process group; no standard stream or lock is left open to the caller),
-# output appended to LOGFILE, its pid written to PIDFILE and to $DAEMON_PID.
+# Starts COMMAND... detached (no stream or lock left open to the caller),
+# output appended to LOGFILE, pid in PIDFILE and $DAEMON_PID.
 start_daemon() {
     local logfile="$1" pidfile="$2"
     shift 2
@@ -115,5 +110,66 @@ show_log_tail() {
     tail -n "${2:-40}" "$1" >&2 || true
 }
 
-# Moves the previous run's LOGFILE aside.
 rotate_log() { [[ ! -f $1 ]] || mv -f "$1" "$1.1"; }
+
+# Waits up to SECONDS until probe succeeds while PID runs; else stops it,
+# shows the log and dies.
+svc_wait_ready() {
+    local pid=$1 started=$SECONDS
+    while ((SECONDS - started < $2)); do
+        if probe >/dev/null; then
+            log "ready on $HOST:$PORT (pid $pid, $((SECONDS - started))s)"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "not ready after ${2}s; stopping pid $pid"
+        stop_pid "$pid" 10 || true
+    else
+        log "pid $pid exited during startup"
+    fi
+    rm -f "$PID_FILE" ${PORT_FILE:+"$PORT_FILE"}
+    show_log_tail "$LOG_FILE" 60
+    die "start failed"
+}
+
+# Stops the process of our_pid (SIGKILL after SECONDS) and waits for PORTS...
+# to close; refuses to touch ports held by a process it did not start.
+svc_stop() {
+    local seconds=$1 pid p
+    shift
+    if ! pid="$(our_pid)"; then
+        rm -f "$PID_FILE"
+        for p in "$@"; do
+            port_open "$p" && die "$HOST:$p is in use, but not by a process this script started (no live pid in $PID_FILE); not stopping it"
+        done
+        log "not running"
+        return 0
+    fi
+    log "stopping pid $pid (SIGTERM, up to ${seconds}s)"
+    stop_pid "$pid" "$seconds" || die "could not stop pid $pid"
+    wait_ports_closed 5 "$@" || die "pid $pid stopped, but a port of $* is still open"
+    rm -f "$PID_FILE"
+    log "stopped"
+}
+
+# Runs subcommand CMD [ARGS...] as do_CMD; the ones that change state hold
+# LOCK_FILE (waiting up to LOCK_SECONDS), one start/stop at a time.
+svc_main() {
+    local wait=$1 cmd=${2:-}
+    shift $(($# > 1 ? 2 : 1))
+    case "$cmd" in
+    start | stop | restart | reset | build) lock_or_die "$LOCK_FILE" "$wait" ;;
+    -h | --help | help) usage && exit 0 ;;
+    esac
+    if [[ $cmd == restart ]]; then
+        do_stop && do_start
+    elif [[ $cmd =~ ^[a-z]+$ ]] && declare -F "do_$cmd" >/dev/null; then
+        "do_$cmd" "$@"
+    else
+        usage
+        exit 2
+    fi
+}

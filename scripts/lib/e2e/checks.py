@@ -1,6 +1,4 @@
-"""The checks of scripts/e2e once the load is stopped: the load's JSON
-reports (errors, reconnects, broadcast delivery, cache values, UDP echoes),
-the lifecycle logs in OpenSearch, and every instance's clean stop."""
+"""The checks of scripts/e2e once the load is stopped: load reports, logs, final stop."""
 
 import json
 import os

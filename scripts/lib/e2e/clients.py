@@ -1,5 +1,4 @@
-"""The clients scripts/e2e runs itself, next to `playground load`: probe
-connections through nginx, and one echo straight to a server."""
+"""Probe connections through nginx, and one echo straight to a server."""
 
 import socket
 

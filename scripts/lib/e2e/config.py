@@ -1,6 +1,4 @@
-"""What scripts/e2e runs against and with: the services' addresses, the
-tools' paths, the servers' drain times and the sizes of the short and full
-runs. BIN is the binary under test, set by main() once it is built."""
+"""scripts/e2e's addresses, paths, drain times and run sizes; BIN is set by main()."""
 
 import os
 

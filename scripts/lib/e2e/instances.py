@@ -1,6 +1,4 @@
-"""The playground instances of scripts/e2e (tcp, udp: each its own ports and
-pod name) and the Prometheus that scrapes them with the labels of a
-Kubernetes pod of namespace e2e; the kernel's count of a port's sockets."""
+"""The tcp/udp instances, the Prometheus that scrapes them, the kernel's socket count."""
 
 import prom
 from playlib import Failure, free_port, http, metric, spawn

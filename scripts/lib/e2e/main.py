@@ -1,6 +1,4 @@
-"""scripts/e2e's command line and frame: the binary under test, the
-services, the time limit (SIGALRM), Ctrl-C and SIGTERM, the teardown of
-everything started (also on failure), the verdict table and exit code."""
+"""Command line, time limit, signals, teardown, verdict table and exit code of scripts/e2e."""
 
 import argparse
 import os

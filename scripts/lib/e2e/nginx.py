@@ -1,6 +1,4 @@
-"""nginx with the stream module as the balancer of scripts/e2e (least_conn
-over TCP and UDP): its config written for the current backends, reloads
-that wait for the new worker, and the sessions its access log shows."""
+"""nginx (stream module, least_conn over TCP and UDP) as the balancer of scripts/e2e."""
 
 import os
 import resource

@@ -1,5 +1,4 @@
-"""What scripts/e2e prints: time-stamped log lines as it goes, and the
-verdict table (check, expected, observed, ok) that decides its exit code."""
+"""Time-stamped log lines and the verdict table (check, expected, observed, ok)."""
 
 from playlib import progress
 

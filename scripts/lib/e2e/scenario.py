@@ -1,7 +1,4 @@
-"""The scenario of scripts/e2e in order: services and instances, load
-through nginx, scale out (tcp-3), scale in (tcp-1 drains), then the checks
-of checks.py. Each step records its verdicts; a step that cannot go on
-raises Failure."""
+"""The scenario of scripts/e2e in order: start, load, scale out, scale in, checks."""
 
 import os
 import signal

@@ -1,7 +1,4 @@
-"""The services scripts/e2e needs: nginx and prometheus (Debian packages,
-installed when missing); memcached, Kafka and OpenSearch (scripts/services,
-started when down and then stopped at the end); the run's Kafka topics; and
-the instances' lifecycle logs as OpenSearch holds them."""
+"""nginx and prometheus packages, scripts/services, the run's topics, lifecycle logs."""
 
 import json
 import os
