@@ -148,6 +148,26 @@ fn a_slow_reader_is_disconnected_without_delaying_others() {
 }
 
 #[test]
+fn a_client_that_pipelines_broadcasts_gets_them_all_and_stays_connected() {
+    // More broadcasts in one write than CLIENT_QUEUE holds: the sender's own
+    // copies must be pushed while its commands run, not pile up until it is
+    // taken for a slow reader.
+    let server = Server::start("serve", &[("CLIENT_QUEUE", "1024")]);
+    let mut c = server.connect();
+    let t = c.login();
+    let count = 3000;
+    let batch: String = (0..count).map(|i| format!("brd:{t}:m{i}\n")).collect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || std::io::Write::write_all(&mut writer, batch.as_bytes()).unwrap());
+    for i in 0..count {
+        assert_eq!(c.read_line().as_deref(), Some(format!("m{i}").as_str()), "broadcast {i}");
+    }
+    sender.join().unwrap();
+    assert_eq!(c.ask("msg:still here"), "still here");
+    assert_eq!(server.metric("playground_tcp_disconnects_total{reason=\"slow_reader\"}"), Some(0.0));
+}
+
+#[test]
 fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
     let mut server = Server::start("serve", &[("SIGTERM_TIMEOUT", "2"), ("RECONNECT_GRACE", "2s")]);
     let mut c = server.connect();

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use std::pin::Pin;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use playground_protocol::{Ending, ErrorReply, ProtocolError, RECONNECT, Reply, trim_packet};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -115,22 +115,17 @@ async fn serve(stream: &mut TcpStream, addr: SocketAddr, shared: &Shared) -> End
                 *frames.read_buffer_mut() = buf;
                 Some(Ok(Input::Packet(first)))
             }),
-            Wake::Push(delivery) => match delivery {
-                Delivery::Line(line) => {
-                    // The fan-out's lines end in `\n`; a packet connection gets the message bare.
-                    let data = if frames.decoder().is_packet() { &line[..line.len() - 1] } else { &line[..] };
-                    if !write(&mut writer, data, shared).await {
-                        return End::SlowReader;
-                    }
-                    shared.metrics.delivered.increment(1);
-                    continue;
-                }
-                Delivery::Lagged(missed) => {
-                    debug!(%addr, missed, "client too slow for broadcasts; disconnecting");
+            Wake::Push(delivery) => {
+                let line = match pushed(delivery, &addr) {
+                    Ok(line) => line,
+                    Err(end) => return end,
+                };
+                if !write(&mut writer, framed(&line, frames.decoder().is_packet()), shared).await {
                     return End::SlowReader;
                 }
-                Delivery::Closed => return End::Reconnect,
-            },
+                shared.metrics.delivered.increment(1);
+                continue;
+            }
             Wake::Idle => {
                 let deadline = last_command + shared.idle_timeout;
                 if Instant::now() >= deadline {
@@ -159,7 +154,21 @@ async fn serve(stream: &mut TcpStream, addr: SocketAddr, shared: &Shared) -> End
         // `now_or_never` never waits for the socket: a buffered `\n` may
         // only end a discarded over-long line. (A packet connection never has
         // a buffered `\n`: each read is taken whole.)
-        while out.len() < MAX_BATCH && frames.read_buffer().contains(&b'\n') {
+        // Broadcasts that arrived meanwhile go out with them: a client that
+        // pipelines `brd` reads its own messages as they come instead of
+        // falling CLIENT_QUEUE behind and being taken for a slow reader.
+        let packet = frames.decoder().is_packet();
+        loop {
+            while let Some(delivery) = broadcasts.next().now_or_never() {
+                match pushed(delivery, &addr) {
+                    Ok(line) => out.extend_from_slice(framed(&line, packet)),
+                    Err(end) => return end,
+                }
+                shared.metrics.delivered.increment(1);
+            }
+            if out.len() >= MAX_BATCH || !frames.read_buffer().contains(&b'\n') {
+                break;
+            }
             match frames.next().now_or_never() {
                 Some(Some(Ok(frame))) => reply_to(frame, &peer, shared, &mut out).await,
                 _ => break,
@@ -169,6 +178,24 @@ async fn serve(stream: &mut TcpStream, addr: SocketAddr, shared: &Shared) -> End
             return End::SlowReader;
         }
     }
+}
+
+/// The line a delivery pushes, or how the connection ends.
+fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Bytes, End> {
+    match delivery {
+        Delivery::Line(line) => Ok(line),
+        Delivery::Lagged(missed) => {
+            debug!(%addr, missed, "client too slow for broadcasts; disconnecting");
+            Err(End::SlowReader)
+        }
+        Delivery::Closed => Err(End::Reconnect),
+    }
+}
+
+/// A pushed line in the connection's framing: the fan-out's lines end in
+/// `\n`; a packet connection gets the message bare.
+fn framed(line: &Bytes, packet: bool) -> &[u8] {
+    if packet { &line[..line.len() - 1] } else { &line[..] }
 }
 
 /// Runs one frame and appends its reply (if any) to `out`, in the frame's
