@@ -61,9 +61,11 @@ pub use script::Role;
 pub use stats::{Counts, Percentiles};
 pub use timeline::Second;
 
-/// The load generator's command line when it runs as a program of its own
-/// (`playground-load`, installed with `cargo install --path crates/load`);
-/// `playground load` takes the same arguments.
+// The command line of `playground-load`, the load generator as a program of
+// its own (`cargo install --path crates/load`); `playground load` takes the
+// same arguments. The doc comment below is its `--help` text.
+/// Generate load against a playground server (or the original's) and report
+/// what happened.
 #[derive(Debug, clap::Parser)]
 #[command(name = "playground-load", version, max_term_width = 100)]
 pub struct Cli {
