@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{Client, Server, free_port};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// (memcached host, port, kafka brokers), or `None` when not configured.
 fn services() -> Option<(String, String, String)> {
@@ -181,15 +181,8 @@ fn read_topic(
     limit: Duration,
     done: impl Fn(&[(String, serde_json::Value)]) -> bool,
 ) -> Vec<(String, serde_json::Value)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanism", "PLAIN")
-        .set("sasl.username", "user")
-        .set("sasl.password", "password")
-        .set("group.id", unique("test"))
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer =
+        common::original::kafka_config(kafka).set("group.id", unique("test")).create().unwrap();
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let parts = md.topics()[0].partitions().len();
     let mut tpl = TopicPartitionList::new();

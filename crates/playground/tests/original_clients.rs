@@ -13,7 +13,10 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::original::{PacketClient, REPLY_WAIT, SILENCE, memcached_get, store_token_like_the_original};
+use common::original::{
+    PacketClient, REPLY_WAIT, SILENCE, kafka_records, memcached_get, publish_like_the_original,
+    store_token_like_the_original,
+};
 use common::{Client, Server, UNKNOWN_TOKEN, memcached_and_kafka};
 
 /// Starts `role` against the real memcached and Kafka, on a broadcast topic
@@ -214,6 +217,11 @@ fn framing_modes() {
     assert_eq!(l.ask("msg:line"), "line");
     // A connection that has sent nothing gets pushed lines as it always did.
     let mut listener = auto.connect();
+    // Its handler subscribes to broadcasts when it starts: wait for it.
+    while auto.metric("playground_tcp_connections") != Some(3.0) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(p.ask(&format!("brd:{token}:pushed")), "pushed");
     assert_eq!(listener.read_line().as_deref(), Some("pushed"));
     assert_eq!(l.read_line().as_deref(), Some("pushed"));
@@ -233,4 +241,31 @@ fn framing_modes() {
     let mut buf = [0u8; 64];
     let n = std::io::Read::read(&mut nc.stream, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"no line end either");
+}
+
+/// Broadcasts cross the bus in the original's record format both ways: what
+/// playground publishes is keyed by the sender's address with the message as
+/// value, and what an original instance publishes reaches playground's
+/// clients, so a mixed fleet shares one topic.
+#[test]
+fn broadcasts_on_kafka_are_the_originals_records() {
+    let Some(services) = memcached_and_kafka() else { return };
+    let topic = unique("original-records");
+    let server = start("tcp", &services, &topic);
+    let mut packet = PacketClient::connect(server.port);
+    let t = packet.ask("login");
+    let sent = broadcast(&mut packet, &t, "from playground");
+    assert_eq!(sent, "from playground");
+    let records = kafka_records(&services.2, &topic);
+    let sender = packet.local_addr().to_string();
+    assert!(
+        records.iter().any(|(k, v)| k == sender.as_bytes() && v.starts_with(b"from playground")),
+        "no record keyed {sender}: {records:?}"
+    );
+
+    let mut line = server.connect();
+    assert_eq!(line.ask("msg:listening"), "listening");
+    publish_like_the_original(&services.2, &topic, "10.1.2.3:45678", "from the original");
+    assert_eq!(packet.read_within(REPLY_WAIT).as_deref(), Some("from the original"));
+    assert_eq!(line.read_line().as_deref(), Some("from the original"));
 }

@@ -81,3 +81,45 @@ pub fn memcached_get(host: &str, port: &str, key: &str) -> Option<String> {
         value.data.map(|d| String::from_utf8_lossy(&d).into_owned())
     })
 }
+
+/// A Kafka client configuration for the test broker (SASL/PLAIN, as
+/// `scripts/services/kafka` sets it up and as the original connected).
+pub fn kafka_config(brokers: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", "user")
+        .set("sasl.password", "password");
+    config
+}
+
+/// Every record of `topic` so far, as (key, value), read from the start.
+pub fn kafka_records(brokers: &str, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer =
+        kafka_config(brokers).set("group.id", format!("test-{}", uuid::Uuid::new_v4())).create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..md.topics()[0].partitions().len() as i32 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut records = vec![];
+    // Until the topic has been quiet for a second.
+    while let Some(Ok(m)) = consumer.poll(Duration::from_secs(1)) {
+        records.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+    }
+    records
+}
+
+/// Publishes a broadcast as an original instance did: key = the sender's
+/// address, value = the message bytes.
+pub fn publish_like_the_original(brokers: &str, topic: &str, sender: &str, message: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = kafka_config(brokers).create().unwrap();
+    producer.send(BaseRecord::to(topic).key(sender).payload(message)).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
