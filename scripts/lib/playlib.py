@@ -89,6 +89,14 @@ def signal_proc(p, sig):
             pass
 
 
+def exit_code(p, timeout):
+    """The exit status of `p` within `timeout` seconds, or None."""
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def stop(p, sig=signal.SIGTERM, grace=10.0):
     """Signals a process, waits up to `grace` seconds, then kills it."""
     signal_proc(p, sig)
@@ -109,9 +117,7 @@ def stop_all(grace=10.0, twice=True):
         time.sleep(0.2 if twice else 0)
     limit = time.monotonic() + grace
     for _, p in reversed(PROCS):
-        try:
-            p.wait(timeout=max(0.1, limit - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if exit_code(p, max(0.1, limit - time.monotonic())) is None:
             signal_proc(p, signal.SIGKILL)
             p.wait(timeout=10)
 
@@ -205,6 +211,16 @@ def wait_until(what, seconds, probe, interval=0.2):
             last = e
         if time.monotonic() > limit:
             raise Failure(f"{what}: not within {seconds:g}s (last: {last})")
+        time.sleep(interval)
+
+
+def poll(seconds, probe, done=bool, interval=0.2):
+    """Calls `probe` until done(value) or `seconds` have passed: the last value."""
+    limit = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > limit:
+            return value
         time.sleep(interval)
 
 
