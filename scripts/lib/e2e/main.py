@@ -12,8 +12,7 @@ import uuid
 from playlib import Deadline, Failure, binary, elapsed, http, raise_nofile, run, service, stop_all, trap_signals
 
 from . import config
-from .config import FULL, OPENSEARCH, SHORT
-from .report import RESULTS, log, print_table, verdict
+from .config import FULL, OPENSEARCH, RESULTS, SHORT, log, print_table, verdict
 from .scenario import scenario
 from .services import ensure_services, kafka_topic_tool, stop_services
 

@@ -7,8 +7,7 @@ import threading
 from playlib import CACHE, STATE, Failure, apt_install, http, run, service
 from prom import PROMETHEUS
 
-from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH
-from .report import log, verdict
+from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, verdict
 
 
 def ensure_tools():
