@@ -36,7 +36,6 @@ class Deadline(Exception):
     """The script's time limit (SIGALRM) has passed."""
 
 
-
 def target_dir():
     if os.environ.get("CARGO_TARGET_DIR"):
         return os.environ["CARGO_TARGET_DIR"]
@@ -180,7 +179,6 @@ def trap_signals(interrupt=False):
         signal.signal(signal.SIGINT, on_term)
 
 
-
 def free_port(udp_too=False):
     """A loopback port that is free (for UDP too when asked)."""
     for _ in range(100):
@@ -269,19 +267,13 @@ def parse_metrics(text):
     return samples, types
 
 
-def metric_sum(text, name):
-    """Sum of a metric's samples in an exposition (None if absent)."""
-    found = parse_metrics(text)[0].get(name)
-    return sum(v for _, v in found) if found else None
-
-
 def metric(admin, name):
     """Sum of a metric's samples on an admin port's /metrics (None if absent or down)."""
     try:
-        return metric_sum(http("GET", f"http://127.0.0.1:{admin}/metrics")[1], name)
+        found = parse_metrics(http("GET", f"http://127.0.0.1:{admin}/metrics")[1])[0].get(name)
     except OSError:
         return None
-
+    return sum(v for _, v in found) if found else None
 
 
 def rss_kib(pid):
@@ -335,7 +327,6 @@ def raise_nofile(wanted=0):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard, hard, nr_open, how
-
 
 
 def start_server(role="tcp", extra=None, bin_path=None):

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from playlib import Failure, exit_code, free_port, http, poll, signal_proc, spawn, wait_until
+from playlib import Failure, exit_code, poll, signal_proc, spawn, wait_until
 
 from . import config
 from .checks import final_checks
@@ -42,10 +42,8 @@ def scenario(cfg, work, run_id):
                   SIGTERM_TIMEOUT=str(SIGTERM_TIMEOUT), RECONNECT_GRACE=f"{RECONNECT_GRACE}s",
                   LOG_LEVEL="info")
 
-    logger_admin = free_port()
-    logger = spawn(f"{run_id}-logger", [config.BIN, "logger"], dict(
-        shared, ADMIN_PORT=str(logger_admin), POD_NAME=f"{run_id}-logger",
-        KAFKA_CONSUMER_GROUP=f"{run_id}-logger", ELASTICSEARCH_ENDPOINT=OPENSEARCH,
+    logger = Instance("logger", f"{run_id}-logger", dict(
+        shared, KAFKA_CONSUMER_GROUP=f"{run_id}-logger", ELASTICSEARCH_ENDPOINT=OPENSEARCH,
         ELASTICSEARCH_LOGGING_INDEX=index, ELASTICSEARCH_ALIAS=ALIAS, ELASTICSEARCH_REPLICAS="0",
         ELASTICSEARCH_USERNAME="", SHUTDOWN_TIMEOUT="10s"), logdir)
 
@@ -55,12 +53,7 @@ def scenario(cfg, work, run_id):
     for i in servers:
         wait_until(f"{i.pod} ready", 30, i.ready)
 
-    def logger_ready():
-        if logger.poll() is not None:
-            raise Failure(f"the logger exited with {logger.returncode}")
-        return http("GET", f"http://127.0.0.1:{logger_admin}/readyz", timeout=2)[0] == 200
-
-    wait_until("logger ready (Kafka and OpenSearch reachable)", 60, logger_ready)
+    wait_until("logger ready (Kafka and OpenSearch reachable)", 60, logger.ready)
     verdict("instances ready (/readyz 200)", "2 tcp, 2 udp, 1 logger", "2 tcp, 2 udp, 1 logger", True)
 
     nginx = Nginx(work, logdir)
@@ -68,11 +61,7 @@ def scenario(cfg, work, run_id):
     nginx.start(base)
 
     prom = Scraper(work, logdir)
-
-    class LoggerTarget:  # the logger is scraped too
-        role, pod, admin = "logger", f"{run_id}-logger", logger_admin
-
-    scraped = servers + [LoggerTarget]
+    scraped = servers + [logger]  # the logger is scraped too
     prom.set_targets(scraped)
     prom.start(60)
     up = wait_until("Prometheus scraping every instance", 30, lambda: prom.up() == prom.targets and prom.up())
