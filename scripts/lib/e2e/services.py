@@ -11,13 +11,8 @@ from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, v
 
 
 def ensure_tools():
-    missing = []
-    if not os.access(NGINX, os.X_OK):
-        missing.append("nginx")
-    if not os.path.exists(NGINX_STREAM_MODULE):
-        missing.append("libnginx-mod-stream")
-    if not os.access(PROMETHEUS, os.X_OK):
-        missing.append("prometheus")
+    missing = [package for package, path in (("nginx", NGINX), ("libnginx-mod-stream", NGINX_STREAM_MODULE),
+                                             ("prometheus", PROMETHEUS)) if not os.path.exists(path)]
     if missing:
         log(f"installing {' '.join(missing)}")
         apt_install(missing)
