@@ -313,7 +313,7 @@ def machine():
 def raise_nofile(wanted=0):
     """Raises RLIMIT_NOFILE (inherited): hard toward `wanted` (capped by
     fs.nr_open; needs CAP_SYS_RESOURCE), soft to hard. (soft, hard, nr_open, how)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
     how = "unchanged"
@@ -324,7 +324,7 @@ def raise_nofile(wanted=0):
             how = f"hard limit raised from {hard} to {new}"
         except (ValueError, OSError) as e:
             how = f"the hard limit cannot be raised ({e}: no CAP_SYS_RESOURCE)"
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard, hard, nr_open, how
 
