@@ -36,7 +36,6 @@ class Deadline(Exception):
     """The script's time limit (SIGALRM) has passed."""
 
 
-
 def target_dir():
     if os.environ.get("CARGO_TARGET_DIR"):
         return os.environ["CARGO_TARGET_DIR"]
@@ -89,6 +88,14 @@ def signal_proc(p, sig):
             pass
 
 
+def exit_code(p, timeout):
+    """The exit status of `p` within `timeout` seconds, or None."""
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def stop(p, sig=signal.SIGTERM, grace=10.0):
     """Signals a process, waits up to `grace` seconds, then kills it."""
     signal_proc(p, sig)
@@ -109,9 +116,7 @@ def stop_all(grace=10.0, twice=True):
         time.sleep(0.2 if twice else 0)
     limit = time.monotonic() + grace
     for _, p in reversed(PROCS):
-        try:
-            p.wait(timeout=max(0.1, limit - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if exit_code(p, max(0.1, limit - time.monotonic())) is None:
             signal_proc(p, signal.SIGKILL)
             p.wait(timeout=10)
 
@@ -174,7 +179,6 @@ def trap_signals(interrupt=False):
         signal.signal(signal.SIGINT, on_term)
 
 
-
 def free_port(udp_too=False):
     """A loopback port that is free (for UDP too when asked)."""
     for _ in range(100):
@@ -205,6 +209,16 @@ def wait_until(what, seconds, probe, interval=0.2):
             last = e
         if time.monotonic() > limit:
             raise Failure(f"{what}: not within {seconds:g}s (last: {last})")
+        time.sleep(interval)
+
+
+def poll(seconds, probe, done=bool, interval=0.2):
+    """Calls `probe` until done(value) or `seconds` have passed: the last value."""
+    limit = time.monotonic() + seconds
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > limit:
+            return value
         time.sleep(interval)
 
 
@@ -253,19 +267,13 @@ def parse_metrics(text):
     return samples, types
 
 
-def metric_sum(text, name):
-    """Sum of a metric's samples in an exposition (None if absent)."""
-    found = parse_metrics(text)[0].get(name)
-    return sum(v for _, v in found) if found else None
-
-
 def metric(admin, name):
     """Sum of a metric's samples on an admin port's /metrics (None if absent or down)."""
     try:
-        return metric_sum(http("GET", f"http://127.0.0.1:{admin}/metrics")[1], name)
+        found = parse_metrics(http("GET", f"http://127.0.0.1:{admin}/metrics")[1])[0].get(name)
     except OSError:
         return None
-
+    return sum(v for _, v in found) if found else None
 
 
 def rss_kib(pid):
@@ -305,7 +313,7 @@ def machine():
 def raise_nofile(wanted=0):
     """Raises RLIMIT_NOFILE (inherited): hard toward `wanted` (capped by
     fs.nr_open; needs CAP_SYS_RESOURCE), soft to hard. (soft, hard, nr_open, how)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
     how = "unchanged"
@@ -316,10 +324,9 @@ def raise_nofile(wanted=0):
             how = f"hard limit raised from {hard} to {new}"
         except (ValueError, OSError) as e:
             how = f"the hard limit cannot be raised ({e}: no CAP_SYS_RESOURCE)"
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard, hard, nr_open, how
-
 
 
 def start_server(role="tcp", extra=None, bin_path=None):

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # What the scripts/services scripts share. Sourced, not run: the caller sets
-# SVC_TAG (its log prefix) first, and PID_FILE, LOG_FILE, LOCK_FILE, usage,
-# probe, our_pid and do_start/do_stop/do_status before svc_main.
+# SVC_TAG (its log prefix) first, and PID_FILE, LOG_FILE, LOCK_FILE, probe,
+# our_pid and do_start/do_stop/do_status (and more do_NAME) before svc_main.
 
 # shellcheck disable=SC2034 # used by the scripts that source this
 CACHE_ROOT="${PLAYGROUND_CACHE:-$HOME/.cache/playground}"
@@ -153,6 +153,13 @@ svc_stop() {
     wait_ports_closed 5 "$@" || die "pid $pid stopped, but a port of $* is still open"
     rm -f "$PID_FILE"
     log "stopped"
+}
+
+# The subcommands are the do_NAME functions, and restart.
+usage() {
+    local cmds
+    cmds=$(declare -F | sed -n 's/^declare -f do_//p' | tr '\n' '|')
+    printf 'usage: %s %srestart (scripts/services/README.md)\n' "$(basename "$0")" "$cmds" >&2
 }
 
 # Runs subcommand CMD [ARGS...] as do_CMD; the ones that change state hold

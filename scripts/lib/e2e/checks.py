@@ -3,18 +3,11 @@
 import json
 import os
 import signal
-import subprocess
 
-from playlib import Failure, http, signal_proc, wait_until
+from playlib import Failure, exit_code, http, signal_proc, wait_until
 
-from .config import ALIAS, OPENSEARCH, RECONNECT_GRACE, SIGTERM_TIMEOUT
-from .report import log, short, verdict
+from .config import ALIAS, OPENSEARCH, RECONNECT_GRACE, SIGTERM_TIMEOUT, log, short, verdict
 from .services import PHRASES, lifecycle_logs
-
-
-def load_report(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
@@ -26,14 +19,12 @@ def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
         signal_proc(p, signal.SIGINT)
     reports = {}
     for name, (p, path) in [*loads.items(), ("udp", udp_load)]:
-        try:
-            code = p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = exit_code(p, 30)
         if code != 0 or not os.path.exists(path):
             verdict(f"load {name}: report", "exit 0 and a JSON report", f"exit {code}", False)
             continue
-        reports[name] = load_report(path)
+        with open(path) as f:
+            reports[name] = json.load(f)
     udp_report = reports.pop("udp", None)
 
     reconnects = sum(r["totals"]["reconnects"] for r in reports.values())
@@ -76,17 +67,19 @@ def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
     # --- lifecycle logs through the logger ---
     pods = [victim.pod] + [i.pod for i in tcp.values()] + [i.pod for i in udp.values()]
 
-    def logs_of(want):
-        found = lifecycle_logs(pods)
-        return found if all(found[p][w] >= 1 for p, ws in want.items() for w in ws) else None
+    def logs_of(what, want):
+        """Waits up to 60 s for the phrases `want` of each pod: {pod: {phrase: count}}."""
+        def complete():
+            found = lifecycle_logs(pods)
+            return found if all(found[p][w] >= 1 for p, ws in want.items() for w in ws) else None
 
-    want = {p: ("Listening",) for p in pods}
-    want[victim.pod] = PHRASES
-    try:
-        found = wait_until("lifecycle logs in OpenSearch", 60, lambda: logs_of(want), 1.0)
-    except Failure as e:
-        log(str(e))
-        found = lifecycle_logs(pods)
+        try:
+            return wait_until(what, 60, complete, 1.0)
+        except Failure as e:
+            log(str(e))
+            return lifecycle_logs(pods)
+
+    found = logs_of("lifecycle logs in OpenSearch", {p: PHRASES if p == victim.pod else ("Listening",) for p in pods})
     alias_ok = index in json.loads(http("GET", f"{OPENSEARCH}/_alias/{ALIAS}")[1] or "{}")
     verdict(f"logs via {ALIAS}: Listening of every instance", f"{len(pods)} pods",
             f"{sum(1 for p in pods if found[p]['Listening'])} pods" + ("" if alias_ok else f"; {index} not in alias"),
@@ -99,18 +92,8 @@ def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
     rest = list(tcp.values()) + list(udp.values())
     for i in rest:
         i.proc.send_signal(signal.SIGTERM)
-    codes = {}
-    for i in rest:
-        try:
-            codes[short(i.pod)] = i.proc.wait(timeout=SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
-        except subprocess.TimeoutExpired:
-            codes[short(i.pod)] = None
-    want = {i.pod: PHRASES[1:] for i in rest}
-    try:
-        found = wait_until("shutdown logs in OpenSearch", 60, lambda: logs_of(want), 1.0)
-    except Failure as e:
-        log(str(e))
-        found = lifecycle_logs(pods)
+    codes = {short(i.pod): exit_code(i.proc, SIGTERM_TIMEOUT + RECONNECT_GRACE + 15) for i in rest}
+    found = logs_of("shutdown logs in OpenSearch", {i.pod: PHRASES[1:] for i in rest})
     logged = [short(i.pod) for i in rest if all(found[i.pod][w] for w in PHRASES[1:])]
     verdict("final stop: every instance exits 0 and logs Shutdown complete", f"{len(rest)} instances",
             f"exit codes {codes}; logged by {len(logged)}",

@@ -9,21 +9,12 @@ import tempfile
 import time
 import uuid
 
-from playlib import Deadline, Failure, binary, elapsed, http, raise_nofile, run, service, stop_all, trap_signals
+from playlib import Deadline, Failure, build, elapsed, http, raise_nofile, service, stop_all, trap_signals
 
 from . import config
-from .config import FULL, OPENSEARCH, SHORT
-from .report import RESULTS, log, print_table, verdict
+from .config import FULL, OPENSEARCH, RESULTS, SHORT, log, print_table, verdict
 from .scenario import scenario
 from .services import ensure_services, kafka_topic_tool, stop_services
-
-
-def build_binary():
-    if os.environ.get("PLAYGROUND_BIN"):
-        return os.environ["PLAYGROUND_BIN"]
-    log("cargo build --release (the binary under test)")
-    run(["cargo", "build", "--release", "--locked", "--bin", "playground"], timeout=1800)
-    return binary()
 
 
 def main(doc):
@@ -46,7 +37,7 @@ def main(doc):
     status, index, topics = 1, None, None
     scenario_started = None
     try:
-        config.BIN = build_binary()
+        config.BIN = os.environ.get("PLAYGROUND_BIN") or build()["playground"]
         ensure_services()
         scenario_started = time.monotonic()
         signal.alarm(int(cfg["timeout"]))

@@ -22,6 +22,7 @@ class Nginx:
         self.logdir = logdir
         self.tcp_port = free_port()
         self.udp_port = free_port(udp_too=True)
+        self.argv = [NGINX, "-p", self.dir + "/", "-c", self.conf, "-e", self.error_log]
         self.proc = None
 
     def write(self, tcp_backends, udp_backends):
@@ -76,12 +77,11 @@ stream {{
         self.tool("-t")
 
     def tool(self, *args):
-        return run([NGINX, "-p", self.dir + "/", "-c", self.conf, "-e", self.error_log, *args], timeout=30)
+        return run([*self.argv, *args], timeout=30)
 
     def start(self, env):
-        self.proc = spawn("nginx", [NGINX, "-p", self.dir + "/", "-c", self.conf, "-e", self.error_log],
-                          env, self.logdir)
-        wait_until("nginx listening", 10, lambda: self._connectable())
+        self.proc = spawn("nginx", self.argv, env, self.logdir)
+        wait_until("nginx listening", 10, self._connectable)
         wait_until("nginx worker", 10, lambda: self.workers()[0])
 
     def _connectable(self):
@@ -123,13 +123,7 @@ stream {{
 
     def sessions(self):
         """[(protocol, client address, upstream address)] of the sessions ended so far."""
-        out = []
-        try:
-            with open(self.access_log) as f:
-                for line in f:
-                    cols = line.split()
-                    if len(cols) >= 3:
-                        out.append((cols[0], cols[1], cols[2]))
-        except FileNotFoundError:
-            pass
-        return out
+        if not os.path.exists(self.access_log):
+            return []
+        with open(self.access_log) as f:
+            return [tuple(cols[:3]) for cols in map(str.split, f) if len(cols) >= 3]

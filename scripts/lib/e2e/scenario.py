@@ -2,19 +2,16 @@
 
 import os
 import signal
-import subprocess
 import time
 
-from playlib import Failure, free_port, http, signal_proc, spawn, wait_until
+from playlib import Failure, exit_code, poll, signal_proc, spawn, wait_until
 
 from . import config
 from .checks import final_checks
-from .clients import echo_once, open_probes
 from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, NAMESPACE, OPENSEARCH,
-                     RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT)
-from .instances import Instance, Scraper, established
+                     RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT, fmt, log, short, verdict)
+from .instances import Instance, Scraper, echo_once, established, open_probes
 from .nginx import Nginx
-from .report import fmt, log, short, verdict
 from .services import ensure_tools, kafka_topic_tool
 
 
@@ -29,12 +26,11 @@ def scenario(cfg, work, run_id):
     bcast_topic, log_topic = f"{run_id}-broadcasts", f"{run_id}-logs"
     index = f"{run_id}-logs"
     # Topics with the usual three partitions, before any instance looks for them.
-    rc, out = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
-                                "1", "--topic", bcast_topic])
-    rc2, out2 = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
-                                  "1", "--topic", log_topic])
-    if rc or rc2:
-        raise Failure(f"creating the run's topics failed:\n{out[-800:]}\n{out2[-800:]}")
+    for topic in (bcast_topic, log_topic):
+        rc, out = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
+                                    "1", "--topic", topic])
+        if rc:
+            raise Failure(f"creating the run's topic {topic} failed:\n{out[-800:]}")
 
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("MEMCACHED_", "KAFKA_", "ELASTICSEARCH_", "PLAYGROUND_", "RUST_LOG"))}
@@ -46,10 +42,8 @@ def scenario(cfg, work, run_id):
                   SIGTERM_TIMEOUT=str(SIGTERM_TIMEOUT), RECONNECT_GRACE=f"{RECONNECT_GRACE}s",
                   LOG_LEVEL="info")
 
-    logger_admin = free_port()
-    logger = spawn(f"{run_id}-logger", [config.BIN, "logger"], dict(
-        shared, ADMIN_PORT=str(logger_admin), POD_NAME=f"{run_id}-logger",
-        KAFKA_CONSUMER_GROUP=f"{run_id}-logger", ELASTICSEARCH_ENDPOINT=OPENSEARCH,
+    logger = Instance("logger", f"{run_id}-logger", dict(
+        shared, KAFKA_CONSUMER_GROUP=f"{run_id}-logger", ELASTICSEARCH_ENDPOINT=OPENSEARCH,
         ELASTICSEARCH_LOGGING_INDEX=index, ELASTICSEARCH_ALIAS=ALIAS, ELASTICSEARCH_REPLICAS="0",
         ELASTICSEARCH_USERNAME="", SHUTDOWN_TIMEOUT="10s"), logdir)
 
@@ -59,12 +53,7 @@ def scenario(cfg, work, run_id):
     for i in servers:
         wait_until(f"{i.pod} ready", 30, i.ready)
 
-    def logger_ready():
-        if logger.poll() is not None:
-            raise Failure(f"the logger exited with {logger.returncode}")
-        return http("GET", f"http://127.0.0.1:{logger_admin}/readyz", timeout=2)[0] == 200
-
-    wait_until("logger ready (Kafka and OpenSearch reachable)", 60, logger_ready)
+    wait_until("logger ready (Kafka and OpenSearch reachable)", 60, logger.ready)
     verdict("instances ready (/readyz 200)", "2 tcp, 2 udp, 1 logger", "2 tcp, 2 udp, 1 logger", True)
 
     nginx = Nginx(work, logdir)
@@ -72,11 +61,7 @@ def scenario(cfg, work, run_id):
     nginx.start(base)
 
     prom = Scraper(work, logdir)
-
-    class LoggerTarget:  # the logger is scraped too
-        role, pod, admin = "logger", f"{run_id}-logger", logger_admin
-
-    scraped = servers + [LoggerTarget]
+    scraped = servers + [logger]  # the logger is scraped too
     prom.set_targets(scraped)
     prom.start(60)
     up = wait_until("Prometheus scraping every instance", 30, lambda: prom.up() == prom.targets and prom.up())
@@ -200,36 +185,19 @@ def scenario(cfg, work, run_id):
     del tcp[1]
     reload_nginx()
     log("tcp-1 out of nginx; waiting for it to send reconnect and exit")
-    try:
-        code = victim.proc.wait(timeout=SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
-    except subprocess.TimeoutExpired:
-        code = None
+    code = exit_code(victim.proc, SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
     took = time.monotonic() - sigterm_at
     verdict("scale in: tcp-1 exits after SIGTERM_TIMEOUT", f"exit 0, >= {SIGTERM_TIMEOUT} s",
             f"exit {code} after {took:.1f} s", code == 0 and took >= SIGTERM_TIMEOUT)
     scraped.remove(victim)
     prom.set_targets(scraped)
 
-    def came_back():
-        held = {i.pod: i.connections() for i in tcp.values()}
-        return held if sum(held.values()) == clients else None
-
-    try:
-        back = wait_until("tcp-1's clients back through nginx", 30, came_back)
-    except Failure as e:
-        back = {i.pod: i.connections() for i in tcp.values()}
-        log(str(e))
+    back = poll(30, lambda: {i.pod: i.connections() for i in tcp.values()}, lambda h: sum(h.values()) == clients)
     verdict("scale in: tcp-1's clients came back to tcp-2, tcp-3", f"{clients} connections on them",
             ", ".join(f"{short(k)} {v}" for k, v in back.items()), sum(back.values()) == clients)
 
-    def prom_total():
-        got = prom.by_pod(f'sum(playground_tcp_connections{{namespace="{NAMESPACE}"}})')
-        return got if got.get("") == clients else None
-
-    try:
-        total = wait_until("Prometheus total", 20, prom_total).get("")
-    except Failure:
-        total = prom.by_pod(f'sum(playground_tcp_connections{{namespace="{NAMESPACE}"}})').get("")
+    total = poll(20, lambda: prom.by_pod(f'sum(playground_tcp_connections{{namespace="{NAMESPACE}"}})').get(""),
+                 lambda t: t == clients)
     verdict("scale in: Prometheus sum(playground_tcp_connections)", clients, fmt(total), total == clients)
 
     time.sleep(cfg["hold_scaled_in"])  # the load runs on the two left; checked below

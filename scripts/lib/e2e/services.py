@@ -7,18 +7,12 @@ import threading
 from playlib import CACHE, STATE, Failure, apt_install, http, run, service
 from prom import PROMETHEUS
 
-from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH
-from .report import log, verdict
+from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, verdict
 
 
 def ensure_tools():
-    missing = []
-    if not os.access(NGINX, os.X_OK):
-        missing.append("nginx")
-    if not os.path.exists(NGINX_STREAM_MODULE):
-        missing.append("libnginx-mod-stream")
-    if not os.access(PROMETHEUS, os.X_OK):
-        missing.append("prometheus")
+    missing = [package for package, path in (("nginx", NGINX), ("libnginx-mod-stream", NGINX_STREAM_MODULE),
+                                             ("prometheus", PROMETHEUS)) if not os.path.exists(path)]
     if missing:
         log(f"installing {' '.join(missing)}")
         apt_install(missing)
