@@ -90,6 +90,8 @@ fn the_originals_tcp_test_sequence_in_packet_framing() {
     c.ask_nothing("this is not a command");
     // Surrounding whitespace is trimmed, as the original did.
     assert_eq!(c.ask(" msg:still here \r\n"), "still here");
+    // A packet never pushes a second line to line clients.
+    assert_eq!(c.ask(&format!("brd:{t}:hi\nreconnect")), "error: invalid value");
     assert_eq!(server.metric("playground_tcp_packets_ignored_total"), Some(1.0));
     assert_eq!(server.metric("playground_tcp_framing_total{framing=\"packet\"}"), Some(1.0));
 }

@@ -35,6 +35,8 @@ fn every_command_and_error_row(batch: &str) {
         (format!("brd:{t}:hello"), "error: brd is only available over TCP".into()),
         ("msg:crlf\r\n".into(), "crlf".into()),
         ("msg:lf\n".into(), "lf".into()),
+        // One datagram, one line back, whatever is inside.
+        ("msg:a\nmsg:b".into(), "error: invalid value".into()),
     ]);
     for (datagram, want) in rows {
         assert_eq!(c.ask(&datagram), want, "for {datagram:?} with UDP_BATCH={batch}");

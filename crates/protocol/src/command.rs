@@ -158,9 +158,16 @@ fn split_field(rest: &Bytes) -> Option<(Bytes, Bytes)> {
 
 fn parse_msg(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
     match rest {
-        Some(content) if !content.is_empty() => Ok(Command::Msg { content }),
+        Some(content) if !content.is_empty() => one_line(content).map(|content| Command::Msg { content }),
         _ => Err(ProtocolError::MsgMissing),
     }
+}
+
+/// An echo or a broadcast is sent back as one line: a datagram or a packet
+/// with a line feed inside would come back as two replies, or push a second,
+/// forged line (a fake `reconnect`, say) to every line client.
+fn one_line(text: Bytes) -> Result<Bytes, ProtocolError> {
+    if text.contains(&b'\n') { Err(ProtocolError::InvalidValue) } else { Ok(text) }
 }
 
 fn parse_mcset(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
@@ -208,6 +215,7 @@ fn parse_brd(rest: Option<Bytes>) -> Result<Command, ProtocolError> {
         return Err(BrdTokenLength);
     }
     let token = Token::parse(&token).ok_or(BrdInvalidToken)?;
+    let message = one_line(message)?;
     Ok(Command::Brd { token, message })
 }
 
@@ -251,6 +259,9 @@ mod tests {
         assert_eq!(p("msg:"), Err(MsgMissing));
         assert_eq!(p("msg:\r\n"), Err(MsgMissing));
         assert_eq!(p("msgx:hello"), Err(UnknownCommand));
+        // One command, one line back: never a second line inside.
+        assert_eq!(p("msg:a\nmsg:b"), Err(InvalidValue));
+        assert_eq!(p("msg:a\n"), Ok(Command::Msg { content: b("a") }));
     }
 
     #[test]
@@ -298,6 +309,7 @@ mod tests {
         assert_eq!(p(&format!("brd:{T}x:msg")), Err(BrdTokenLength));
         assert_eq!(p(&format!("brd:{}:msg", " ".repeat(36))), Err(BrdInvalidToken));
         assert!(matches!(p(&format!("brd:{}:msg", "z".repeat(36))), Ok(Command::Brd { .. })));
+        assert_eq!(p(&format!("brd:{T}:hi\nreconnect")), Err(InvalidValue));
     }
 
     #[test]
