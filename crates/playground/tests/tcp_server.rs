@@ -85,6 +85,13 @@ fn the_server_refuses_connections_beyond_its_maximum() {
     let mut c = server.connect();
     assert_eq!(c.read_line().as_deref(), Some("error: server full"));
     assert_eq!(c.read_line(), None);
+    // A flood of refusals is counted one by one but logged in summaries.
+    for _ in 0..30 {
+        assert_eq!(server.connect().read_line().as_deref(), Some("error: server full"));
+    }
+    assert_eq!(server.metric("playground_tcp_connections_rejected_total{reason=\"server_full\"}"), Some(31.0));
+    let logged = server.log().matches("Refusing connections: server full").count();
+    assert!((1..31).contains(&logged), "{logged} log lines for 31 refusals");
     drop(a);
     // Once a slot frees up, a new client gets in (bounded retries).
     let mut ok = false;

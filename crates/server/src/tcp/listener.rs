@@ -33,6 +33,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: 
     let mut backoff = Duration::from_millis(1);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     info!(%addr, max_connections, "Listening");
+    let mut refusals = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -55,7 +56,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: 
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             shared.metrics.rejected_full.increment(1);
-            warn!(%addr, "Refusing a connection: server full");
+            refusals.refused(addr);
             tokio::spawn(refuse(stream, shared.write_timeout));
             continue;
         };
@@ -66,6 +67,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: 
         });
     }
     info!("Stopped accepting connections");
+}
+
+/// How often at most a refusal is logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Refusals are logged at most once per [`REFUSAL_LOG_EVERY`], with how many
+/// there were since the last line: a flood of refused clients must not become
+/// a flood of log lines shipped to Kafka. The metric counts every one.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, addr: SocketAddr) {
+        self.since += 1;
+        let now = std::time::Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY) {
+            warn!(%addr, refused = self.since, "Refusing connections: server full");
+            self.last = Some(now);
+            self.since = 0;
+        }
+    }
 }
 
 /// Tells a client the server is full, then closes.
