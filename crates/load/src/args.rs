@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use playground_common::parse_duration;
 
 use super::framing::Framing;
 use super::parse::{parse_broadcasters, parse_mix, parse_payload, parse_rate, parse_source_ips};
-use playground_common::parse_duration;
 
 /// Transport to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

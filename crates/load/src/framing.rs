@@ -21,11 +21,11 @@
 
 use bytes::{Bytes, BytesMut};
 use clap::ValueEnum;
+use playground_protocol::{Ending, Frame, LineCodec, RECONNECT};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::Decoder;
 
 use super::delivery;
-use playground_protocol::{Ending, Frame, LineCodec, RECONNECT};
 
 /// Longest line accepted from the server with line framing.
 const MAX_LINE: usize = 64 * 1024;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use playground_common::lifecycle::Lifecycle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::search::SearchClient;
 use super::source::{self, LogConsumer};
-use playground_common::lifecycle::Lifecycle;
 
 /// Whether the index set-up is done, and a wake-up for the readiness probe
 /// so `/readyz` turns true as soon as it is.

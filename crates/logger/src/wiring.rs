@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use playground_common::lifecycle::{Lifecycle, wait_for_signal};
+use playground_common::{admin, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -17,8 +19,6 @@ use super::retry::Backoff;
 use super::search::SearchClient;
 use super::sink::{DeadLetterTopic, Sink};
 use super::source;
-use playground_common::lifecycle::{Lifecycle, wait_for_signal};
-use playground_common::{admin, telemetry};
 
 /// Runs the logger until SIGTERM/SIGINT.
 pub async fn run(args: LoggerArgs) -> anyhow::Result<()> {

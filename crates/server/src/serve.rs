@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use playground_common::lifecycle::Lifecycle;
+use playground_common::{admin, telemetry};
 use tracing::{info, warn};
 
 use crate::bus::{Bus, EmbeddedBus, KafkaBus};
 use crate::cache::{Cache, EmbeddedCache, MemcachedCache};
-use playground_common::lifecycle::Lifecycle;
-use playground_common::{admin, telemetry};
-
 use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions, UdpArgs};
 use crate::executor::Executor;
 use crate::logship::{self, Shipper};

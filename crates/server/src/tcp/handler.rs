@@ -15,13 +15,12 @@
 //! kept small because a server holds hundreds of thousands of them.
 
 use std::net::SocketAddr;
-use std::time::Duration;
-
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use playground_protocol::{Ending, ErrorReply, ProtocolError, RECONNECT, Reply, trim_packet};
+use playground_protocol::{Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
@@ -29,8 +28,6 @@ use tokio_util::codec::FramedRead;
 use tracing::debug;
 
 use super::Shared;
-use playground_protocol::Frame;
-
 use super::codec::{FramingCodec, Input};
 use crate::bus::Delivery;
 use crate::executor::{Peer, Transport};

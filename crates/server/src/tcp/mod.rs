@@ -12,11 +12,11 @@ use std::time::Duration;
 
 pub use codec::FramingMode;
 pub use listener::{bind as listener_bind, serve};
+use playground_common::lifecycle::Lifecycle;
 
 use crate::config::TcpOptions;
 use crate::executor::Executor;
 use crate::metrics::{CommandMetrics, TcpMetrics};
-use playground_common::lifecycle::Lifecycle;
 
 /// Everything a connection handler needs, shared by all of them.
 pub struct Shared {

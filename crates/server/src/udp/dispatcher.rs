@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use playground_common::lifecycle::Lifecycle;
 use playground_protocol::{Ending, ErrorReply, ProtocolError, Reply};
 use tokio::net::UdpSocket;
 use tracing::debug;
@@ -25,7 +26,6 @@ use super::admission::{Admission, Wait};
 use super::{Answer, Config, receiver};
 use crate::executor::{Executor, Peer, Transport};
 use crate::metrics::{CommandMetrics, UdpMetrics};
-use playground_common::lifecycle::Lifecycle;
 
 /// A command that is running and may still wait for the cache.
 type Running = Pin<Box<dyn Future<Output = Answer> + Send>>;

@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use playground_common::lifecycle::Lifecycle;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::info;
@@ -15,7 +16,6 @@ use tracing::info;
 use super::Config;
 use super::dispatcher::{Shared, SocketWorker};
 use crate::executor::Executor;
-use playground_common::lifecycle::Lifecycle;
 
 /// Binds `config.sockets` sockets to `config.addr`, failing start-up when the
 /// port is taken. With port 0 the first socket picks the port and the others

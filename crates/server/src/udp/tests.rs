@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use playground_common::lifecycle::Lifecycle;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
@@ -16,7 +17,6 @@ use crate::bus::EmbeddedBus;
 use crate::cache::{Cache, CacheError, CacheKey};
 use crate::config::UdpOptions;
 use crate::executor::Executor;
-use playground_common::lifecycle::Lifecycle;
 
 /// Every key holds a token owner; each `get` waits for a permit of `gate`.
 struct GatedCache {
