@@ -62,14 +62,14 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
 /// Whether `to` is reachable from `from`.
 fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
     let mut seen = BTreeSet::new();
-    let mut todo = vec![from.to_string()];
-    while let Some(m) = todo.pop() {
+    let mut queue = vec![from.to_string()];
+    while let Some(m) = queue.pop() {
         for next in graph.get(&m).into_iter().flatten() {
             if next == to {
                 return true;
             }
             if seen.insert(next.clone()) {
-                todo.push(next.clone());
+                queue.push(next.clone());
             }
         }
     }
