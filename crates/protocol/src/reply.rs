@@ -165,30 +165,6 @@ impl ErrorReply {
     }
 }
 
-/// The reply to a `kind` command, read back by a client from `text` (one
-/// line or read, without its line end). `None` when it cannot be a reply to
-/// that command: for `brd`, which has no direct reply, anything but an error
-/// is a pushed message.
-impl Reply {
-    pub fn parse(kind: CommandKind, text: &[u8]) -> Option<Reply> {
-        if text.starts_with(b"error: ") {
-            if let Some(e) = ErrorReply::parse(text) {
-                return Some(Reply::Error(e));
-            }
-        }
-        let bytes = || Bytes::copy_from_slice(text);
-        match kind {
-            CommandKind::Login => {
-                crate::Token::parse(text).filter(|_| text.len() == crate::TOKEN_LEN).map(Reply::Token)
-            }
-            CommandKind::Msg => Some(Reply::Echo(bytes())),
-            CommandKind::McSet => (text == b"success").then_some(Reply::Success),
-            CommandKind::McGet => Some(Reply::Value(bytes())),
-            CommandKind::Brd => None,
-        }
-    }
-}
-
 /// What the server answers to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -250,6 +226,28 @@ impl Ending {
 pub const RECONNECT: &str = "reconnect";
 
 impl Reply {
+    /// The reply to a `kind` command, read back by a client from `text` (one
+    /// line or read, without its line end). `None` when it cannot be a reply
+    /// to that command: for `brd`, which has no direct reply, anything but an
+    /// error is a pushed message.
+    pub fn parse(kind: CommandKind, text: &[u8]) -> Option<Reply> {
+        if text.starts_with(b"error: ") {
+            if let Some(e) = ErrorReply::parse(text) {
+                return Some(Reply::Error(e));
+            }
+        }
+        let bytes = || Bytes::copy_from_slice(text);
+        match kind {
+            CommandKind::Login => {
+                crate::Token::parse(text).filter(|_| text.len() == crate::TOKEN_LEN).map(Reply::Token)
+            }
+            CommandKind::Msg => Some(Reply::Echo(bytes())),
+            CommandKind::McSet => (text == b"success").then_some(Reply::Success),
+            CommandKind::McGet => Some(Reply::Value(bytes())),
+            CommandKind::Brd => None,
+        }
+    }
+
     /// Appends the reply and its `ending` to `out`; `Published` writes nothing.
     pub fn encode(&self, out: &mut BytesMut, ending: Ending) {
         match self {
