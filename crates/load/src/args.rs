@@ -13,6 +13,8 @@ use playground_common::parse_duration;
 
 use super::framing::Framing;
 use super::parse::{parse_broadcasters, parse_mix, parse_payload, parse_rate, parse_source_ips};
+use super::stages::{Stage, parse_stage};
+use super::threshold::{Threshold, parse_threshold};
 
 /// Transport to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,8 +158,33 @@ pub struct LoadArgs {
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     pub msg_interval: Duration,
     /// Total messages per second over all connections, instead of --msg-interval.
+    /// With --stage, the rate the first stage ramps from.
     #[arg(long, value_parser = parse_rate, conflicts_with = "msg_interval")]
     pub rate: Option<f64>,
+    /// A ramp stage, repeatable: `DURATION:NNNconn:NNNrps` moves the open
+    /// connections and the total rate in a straight line to these targets
+    /// over DURATION (e.g. `--stage 30s:1000conn:5000rps --stage 1m:1000conn
+    /// --stage 10s:0conn:0rps`). A stage without `conn` or `rps` holds the
+    /// previous target; connections start at 0, the rate at --rate or 0. With
+    /// connection stages, clients live until ramped down or the end of the
+    /// stages (--alive and --conn-interval do not apply); the run lasts as
+    /// long as the stages.
+    #[arg(long = "stage", value_name = "STAGE", value_parser = parse_stage)]
+    pub stages: Vec<Stage>,
+    /// Leave the first DURATION of the run out of the results (totals,
+    /// latencies, rates, thresholds); the timeline still shows it, marked.
+    #[arg(long, env = "LOAD_WARMUP", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Requests in flight at once on each TCP connection, each in its own
+    /// send slot (1: wait for each reply, as the original client did).
+    #[arg(long, env = "LOAD_PIPELINE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pipeline: u32,
+    /// A pass/fail check of the results, repeatable, as k6's thresholds:
+    /// `p99<50ms`, `p99.9<=200ms`, `max<1s`, `mean<5ms`, `uncorrected.p99<10ms`,
+    /// `delivery.p99<100ms`, `errors<0.1%`, `timeouts==0`, `rate>40000`,
+    /// `sent_rate>=1000`. A crossed threshold is named and the exit code is 99.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
     /// How long each connection is kept open.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub alive: Duration,

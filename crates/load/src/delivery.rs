@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::{BufMut, BytesMut};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Marks a broadcast line of a load generator.
 const PREFIX: &[u8] = b"lg-";
@@ -171,7 +171,7 @@ pub struct Ledger {
 }
 
 /// Expected and received broadcasts of one client, over all its windows.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClientDeliveries {
     pub client: u32,
     pub windows: u32,
@@ -182,7 +182,7 @@ pub struct ClientDeliveries {
 }
 
 /// The delivery check of a run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryCheck {
     /// Publications the server confirmed.
     pub published: u64,

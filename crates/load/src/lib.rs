@@ -13,11 +13,14 @@
 //!   shared by every transport; `tcp` drives a script over a TCP connection, `udp`
 //!   over a UDP socket (logging in over TCP, where `login` lives);
 //!   `framing`: lines, or the original's packets, over TCP;
-//! - `pace`: per-connection intervals or a total rate;
+//! - `pace`: per-connection intervals or a total rate, and the send slots
+//!   latencies are measured from; `stages`: ramps of connections and rate;
 //! - `stats`, `timeline`, `delivery`: counters, latency histograms,
 //!   the per-second timeline and the broadcast delivery check;
 //! - `runner`: opens the clients on schedule and samples the timeline;
-//! - `progress`, `report`, `plot`: what a person sees;
+//! - `progress`, `report`, `plot`: what a person sees; `threshold`: the
+//!   pass/fail checks and the exit code; `hdr` and `merge`: histograms in
+//!   the JSON report and the merge of several generators' reports;
 //! - `limits`, `net`: open-file limits and source-address binding;
 //! - `testing`: fixtures the drivers' unit tests share.
 //!
@@ -27,7 +30,9 @@ mod args;
 mod delivery;
 mod expect;
 mod framing;
+mod hdr;
 mod limits;
+mod merge;
 mod net;
 mod pace;
 mod parse;
@@ -37,15 +42,18 @@ mod progress;
 mod report;
 mod runner;
 mod script;
+mod stages;
 mod stats;
 mod tcp;
 #[cfg(test)]
 mod testing;
+mod threshold;
 mod timeline;
 mod udp;
 
 use std::io::Write as _;
-use std::time::Duration;
+use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use playground_common::wait_for_signal;
@@ -54,12 +62,19 @@ use tokio_util::sync::CancellationToken;
 pub use args::{Broadcasters, LoadArgs, Mix, MixPart, ProgressMode, Protocol, ScenarioKind, SourceIps};
 pub use delivery::{ClientDeliveries, DeliveryCheck};
 pub use framing::Framing;
+pub use merge::{MergeArgs, merge};
 pub use plan::Plan;
 pub use progress::Progress;
 pub use report::{BroadcastReport, Report};
 pub use script::Role;
-pub use stats::{Counts, Percentiles};
+pub use stages::Stage;
+pub use stats::{Counts, Latencies, Percentiles};
+pub use threshold::{Outcome, Threshold};
 pub use timeline::Second;
+
+/// The exit code of a run that failed its checks (a crossed threshold, or no
+/// request succeeded): k6's code for crossed thresholds.
+pub const FAILED_CHECKS: u8 = 99;
 
 // The command line of `playground-load`, the load generator as a program of
 // its own (`cargo install --path crates/load`); `playground load` takes the
@@ -70,46 +85,91 @@ pub use timeline::Second;
 #[command(name = "playground-load", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
-    pub args: LoadArgs,
+    pub command: LoadCommand,
+}
+
+/// `playground load`: a run, or `merge` of the reports of several runs.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LoadCommand {
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+    #[command(flatten)]
+    pub run: Option<LoadArgs>,
+}
+
+/// What `playground load` does besides a run.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Merge the --json reports of several load generators run at the same
+    /// time into one: counts summed, histograms merged, percentiles
+    /// recomputed, thresholds judged on the whole.
+    Merge(MergeArgs),
 }
 
 impl Cli {
-    /// Parses `args` (without the program name).
+    /// Parses the arguments of a run (without the program name).
     pub fn parse_args(args: &[&str]) -> Result<LoadArgs, clap::Error> {
         let argv = std::iter::once("playground-load").chain(args.iter().copied());
-        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.args)
+        let cli = <Cli as clap::Parser>::try_parse_from(argv)?;
+        cli.command.run.ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingRequiredArgument))
     }
 }
 
 /// The runtime for a load: `--threads` worker threads. One thread runs
 /// every connection on the calling thread, which saves the cross-thread
 /// wake-ups of a multi-threaded runtime and caps the generator at one core.
-pub fn runtime(args: &LoadArgs) -> std::io::Result<tokio::runtime::Runtime> {
-    match args.threads {
+pub fn runtime(command: &LoadCommand) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = command.run.as_ref().and_then(|a| a.threads);
+    match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build(),
         None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     }
 }
 
+/// Runs `playground load`: a run, or a merge of reports. The exit code is
+/// [`FAILED_CHECKS`] when the results fail their checks.
+pub async fn run(command: LoadCommand) -> anyhow::Result<ExitCode> {
+    match (command.tool, command.run) {
+        (Some(Tool::Merge(args)), _) => {
+            let report = merge::merge_files(&args)?;
+            finish(&report, args.json.as_deref())
+        }
+        (None, Some(args)) => load(args).await,
+        (None, None) => anyhow::bail!("nothing to do: give a protocol (tcp or udp), or `merge`; see --help"),
+    }
+}
+
 /// Runs the load with progress, prints the report, and writes `--json` and
 /// `--plot`. Ctrl-C (or SIGTERM) stops the clients and reports what ran so far.
-pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let plan = prepare(&args).await?;
-    let progress = Progress::new(args.progress, args.progress_interval, planned(&args));
+    let progress = Progress::new(args.progress, args.progress_interval, plan.planned());
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signals(cancel.clone(), progress.notes()));
     let report = runner::execute(&plan, cancel, progress).await;
     signals.abort();
-    // A closed pipe (`| head`) must not lose the --json and --plot outputs.
-    let _ = writeln!(std::io::stdout().lock(), "{report}");
-    if let Some(path) = &args.json {
-        std::fs::write(path, report.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    let code = finish(&report, args.json.as_deref())?;
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;
     }
-    Ok(())
+    Ok(code)
+}
+
+/// Prints the report, writes it as JSON to `json`, says what failed, and
+/// returns the exit code.
+fn finish(report: &Report, json: Option<&Path>) -> anyhow::Result<ExitCode> {
+    // A closed pipe (`| head`) must not lose the --json and --plot outputs.
+    let _ = writeln!(std::io::stdout().lock(), "{report}");
+    if let Some(path) = json {
+        std::fs::write(path, report.to_json() + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if report.failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("playground load: failed: {}", report.failures.join("; "));
+    Ok(ExitCode::from(FAILED_CHECKS))
 }
 
 /// Runs the load without progress or signal handling and returns its report.
@@ -130,13 +190,6 @@ async fn prepare(args: &LoadArgs) -> anyhow::Result<Plan> {
         }
     }
     Ok(plan)
-}
-
-/// How long the run should take, for the progress bar.
-fn planned(args: &LoadArgs) -> Duration {
-    let ramp = args.conn_interval.saturating_mul(args.connections.saturating_sub(1));
-    let whole = ramp.saturating_add(args.alive);
-    args.duration.map_or(whole, |d| d.min(whole))
 }
 
 /// First Ctrl-C or SIGTERM: stop the clients and report. Second: quit at once.

@@ -5,10 +5,10 @@ use clap::Parser;
 use playground_load::{Cli, run, runtime};
 
 fn main() -> std::process::ExitCode {
-    let args = Cli::parse().args;
-    let result = runtime(&args).map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(args)));
+    let command = Cli::parse().command;
+    let result = runtime(&command).map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(command)));
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

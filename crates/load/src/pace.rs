@@ -4,15 +4,18 @@
 //! Both keep to a fixed schedule rather than sleeping a fixed time after
 //! each reply, so a run sends what it promises however long replies take.
 //! A client that falls far behind (a slow server, a timeout) skips the slots
-//! it missed instead of sending them in a burst.
+//! it missed instead of sending them in a burst, and counts them
+//! ([`Missed`]): the latency report accounts for them as wrk2 does.
 //!
-//! The rate is a single atomic "next free slot": each client claims the next
-//! slot when it is ready to send, whichever client that is, so the total
-//! holds while connections ramp up, reconnect or wait for replies.
+//! The rate is a single atomic "next free slot" number: each client claims
+//! the next slot when it is ready to send, whichever client that is, so the
+//! total holds while connections ramp up, reconnect or wait for replies.
+//! Slot `k` is due when the rate's [`Curve`] has `k` requests under it, so a
+//! ramping rate (`--stage`) is kept as exactly as a constant one.
 //!
 //! [`Schedule`] is one connection's side of that, the same for every
-//! transport: requests go one at a time, so what a client does next and when
-//! its task must wake follow from the request in flight and the next slot.
+//! transport: what a client does next and when its task must wake follow
+//! from whether it may send more now (`--pipeline`) and the next slot.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +24,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::script::Script;
+use super::stages::Curve;
+use super::stats::{Missed, SendTimes};
 
 /// How far in the past a rate slot may lie before it is skipped.
 const MAX_RATE_LAG: Duration = Duration::from_millis(100);
@@ -30,38 +35,44 @@ const MAX_RATE_LAG: Duration = Duration::from_millis(100);
 pub enum Pacer {
     /// Each connection sends every interval (0: as soon as it has its reply).
     Interval(Duration),
-    /// All connections together send `1 / period` messages per second.
+    /// All connections together send as many messages per second as the
+    /// curve says (a constant `--rate`, or `--stage` ramps).
     Rate(RateSlots),
 }
 
-/// Slots of a total rate, counted in nanoseconds from `start`.
+/// Slots of a total rate, numbered from the start of the run.
 #[derive(Debug)]
 pub struct RateSlots {
     start: Instant,
-    period_ns: u64,
-    next_ns: AtomicU64,
+    curve: Curve,
+    next: AtomicU64,
 }
 
 impl Pacer {
-    /// A pacer for `rate` messages per second in total, or else `interval`
-    /// per connection.
-    pub fn new(rate: Option<f64>, interval: Duration, start: Instant) -> Pacer {
+    /// A pacer for the `rate` curve of messages per second in total, or else
+    /// `interval` per connection.
+    pub fn new(rate: Option<Curve>, interval: Duration, start: Instant) -> Pacer {
         match rate {
-            Some(r) => {
-                Pacer::Rate(RateSlots { start, period_ns: ((1e9 / r) as u64).max(1), next_ns: AtomicU64::new(0) })
-            }
+            Some(curve) => Pacer::Rate(RateSlots { start, curve, next: AtomicU64::new(0) }),
             None => Pacer::Interval(interval),
         }
     }
 
     /// When a connection whose previous paced message was due at `previous`
-    /// may send its next one, seen at `now`.
-    pub fn next(&self, previous: Instant, now: Instant) -> Instant {
+    /// may send its next one, seen at `now`, and the slots skipped before it.
+    pub fn next(&self, previous: Instant, now: Instant) -> (Instant, Missed) {
         match self {
-            Pacer::Interval(d) if d.is_zero() => now,
+            Pacer::Interval(d) if d.is_zero() => (now, Missed::default()),
             Pacer::Interval(d) => {
-                let next = previous + *d;
-                if next + *d < now { now } else { next }
+                // Two or more whole intervals behind: go in the latest slot due
+                // and skip the ones before it.
+                let behind = now.saturating_duration_since(previous).as_nanos() / d.as_nanos();
+                let behind = u32::try_from(behind).unwrap_or(u32::MAX);
+                if behind >= 2 {
+                    (previous + d.saturating_mul(behind), Missed { count: u64::from(behind - 1), period: *d })
+                } else {
+                    (previous + *d, Missed::default())
+                }
             }
             Pacer::Rate(slots) => slots.claim(now),
         }
@@ -75,18 +86,20 @@ pub struct Schedule {
     next: Option<Instant>,
     /// The schedule slot of the last paced request.
     slot: Instant,
+    /// Slots skipped since the last request went.
+    missed: Missed,
 }
 
 impl Schedule {
     /// A schedule whose first request goes at once.
     pub fn starting(now: Instant) -> Schedule {
-        Schedule { next: Some(now), slot: now }
+        Schedule { next: Some(now), slot: now, missed: Missed::default() }
     }
 
-    /// What the client does at `now`, with or without a request `in_flight`
-    /// (sent, and within its read timeout), its time being up at `end`.
-    pub fn step(&self, now: Instant, end: Instant, in_flight: bool) -> Step {
-        if in_flight {
+    /// What the client does at `now`, its time being up at `end`, when
+    /// `full` (as many requests in flight as it may have) or not.
+    pub fn step(&self, now: Instant, end: Instant, full: bool) -> Step {
+        if full {
             Step::Wait
         } else if now >= end {
             Step::Close
@@ -97,31 +110,55 @@ impl Schedule {
         }
     }
 
-    /// Holds further requests until the one going now is done.
+    /// The times of the request going at `now`, in the current slot, with
+    /// the slots skipped before it (given out once).
+    pub fn sending(&mut self, now: Instant) -> SendTimes {
+        SendTimes { intended: self.slot.min(now), sent: now, missed: std::mem::take(&mut self.missed) }
+    }
+
+    /// Slots skipped and not yet given to a request (the connection ends).
+    pub fn take_missed(&mut self) -> u64 {
+        std::mem::take(&mut self.missed).count
+    }
+
+    /// Holds further requests until [`Schedule::after`].
     pub fn hold(&mut self) {
         self.next = None;
+    }
+
+    /// Whether further requests are held.
+    pub fn held(&self) -> bool {
+        self.next.is_none()
     }
 
     /// Lets the next request go at `at`, off the pacer's schedule (a retry).
     pub fn retry_at(&mut self, at: Instant) {
         self.next = Some(at);
+        self.slot = at;
     }
 
-    /// Schedules the request after the one just finished (replied or timed
+    /// Schedules the next request (after one was sent, answered or timed
     /// out), if the script has more to say.
     pub fn after(&mut self, pacer: &Pacer, script: &Script, now: Instant) {
         if script.wants_to_send() {
-            self.slot = pacer.next(self.slot, now);
-            self.next = Some(self.slot);
+            let (slot, missed) = pacer.next(self.slot, now);
+            self.slot = slot;
+            self.missed = self.missed.and(missed);
+            self.next = Some(slot);
         }
     }
 
-    /// Sets `timer` to when the client's task must wake: the reply deadline
-    /// of the request in flight, if any, else the next send, and never after
-    /// `end`. A timer already right is left alone: resetting it costs a trip
+    /// Sets `timer` to when the client's task must wake: the earliest reply
+    /// deadline of the requests in flight, or the next send if the client is
+    /// not `full` (never after `end`), whichever comes first. A timer already right is left alone: resetting it costs a trip
     /// through the timer wheel.
-    pub fn set_timer(&self, timer: Pin<&mut Sleep>, reply_due: Option<Instant>, end: Instant) {
-        let wake = reply_due.unwrap_or_else(|| self.next.map_or(end, |t| t.min(end)));
+    pub fn set_timer(&self, timer: Pin<&mut Sleep>, reply_due: Option<Instant>, full: bool, end: Instant) {
+        // While full, only a reply (or its deadline) lets the client go on.
+        let send = (!full).then(|| self.next.map_or(end, |t| t.min(end)));
+        let wake = match (reply_due, send) {
+            (Some(r), Some(s)) => r.min(s),
+            (r, s) => r.or(s).unwrap_or(end),
+        };
         if timer.deadline() != wake {
             timer.reset(wake);
         }
@@ -139,17 +176,29 @@ pub enum Step {
     Wait,
 }
 
+/// The latest instant a run can be given: a rate that ends at 0 has no
+/// further slots, which are then put out of reach.
+const FAR: Duration = Duration::from_secs(366 * 24 * 3600);
+
 impl RateSlots {
-    /// Claims the next free slot.
-    fn claim(&self, now: Instant) -> Instant {
-        let now_ns = now.saturating_duration_since(self.start).as_nanos() as u64;
-        let floor = now_ns.saturating_sub(MAX_RATE_LAG.as_nanos() as u64);
-        let mut slot = 0;
-        let _ = self.next_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+    /// Claims the next free slot, skipping those further back than the
+    /// allowed lag.
+    fn claim(&self, now: Instant) -> (Instant, Missed) {
+        let lagging = now.saturating_duration_since(self.start).saturating_sub(MAX_RATE_LAG).as_secs_f64();
+        // Slot k is due when k requests are due; the small margin keeps a
+        // slot due exactly at the floor from being skipped by rounding.
+        let floor = (self.curve.integral(lagging) - 1e-6).ceil().max(0.0) as u64;
+        let (mut slot, mut skipped) = (0, 0);
+        let _ = self.next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
             slot = next.max(floor);
-            Some(slot + self.period_ns)
+            skipped = slot - next;
+            Some(slot + 1)
         });
-        self.start + Duration::from_nanos(slot)
+        let t = self.curve.time_of(slot as f64);
+        let offset = if t.is_finite() { Duration::from_nanos((t * 1e9).round() as u64).min(FAR) } else { FAR };
+        let rate = self.curve.value(t.min(FAR.as_secs_f64()));
+        let period = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::ZERO };
+        (self.start + offset, Missed { count: skipped, period })
     }
 }
 
@@ -164,13 +213,14 @@ mod tests {
     fn interval_keeps_its_schedule_and_skips_when_far_behind() {
         let t0 = Instant::now();
         let p = Pacer::new(None, 250 * MS, t0);
-        assert_eq!(p.next(t0, t0 + 10 * MS), t0 + 250 * MS);
+        let none = Missed::default();
+        assert_eq!(p.next(t0, t0 + 10 * MS), (t0 + 250 * MS, none));
         // A slow reply does not push the schedule back...
-        assert_eq!(p.next(t0, t0 + 300 * MS), t0 + 250 * MS);
-        // ...but a whole missed interval is skipped, not sent in a burst.
-        assert_eq!(p.next(t0, t0 + 600 * MS), t0 + 600 * MS);
+        assert_eq!(p.next(t0, t0 + 300 * MS), (t0 + 250 * MS, none));
+        // ...but a whole missed interval is skipped, not sent in a burst, and counted.
+        assert_eq!(p.next(t0, t0 + 600 * MS), (t0 + 500 * MS, Missed { count: 1, period: 250 * MS }));
         let asap = Pacer::new(None, Duration::ZERO, t0);
-        assert_eq!(asap.next(t0, t0 + 7 * MS), t0 + 7 * MS);
+        assert_eq!(asap.next(t0, t0 + 7 * MS), (t0 + 7 * MS, none));
     }
 
     #[test]
@@ -179,6 +229,7 @@ mod tests {
         let end = t0 + 1000 * MS;
         let mut s = Schedule::starting(t0);
         assert_eq!(s.step(t0, end, false), Step::Send);
+        assert_eq!(s.sending(t0 + MS).intended, t0);
         s.hold();
         assert_eq!(s.step(t0, end, false), Step::Wait, "held until the reply");
         s.after(&Pacer::new(None, 250 * MS, t0), &testing::echo_script(&testing::context()), t0 + 10 * MS);
@@ -192,12 +243,12 @@ mod tests {
     #[test]
     fn rate_hands_out_consecutive_slots_to_everyone() {
         let t0 = Instant::now();
-        let p = Pacer::new(Some(1000.0), 250 * MS, t0);
-        let slots: Vec<Instant> = (0..5).map(|_| p.next(t0, t0)).collect();
+        let p = Pacer::new(Some(Curve::constant(1000.0)), 250 * MS, t0);
+        let slots: Vec<Instant> = (0..5).map(|_| p.next(t0, t0).0).collect();
         let want: Vec<Instant> = (0..5).map(|i| t0 + i * MS).collect();
         assert_eq!(slots, want);
-        // After a pause longer than the allowed lag, old slots are skipped.
-        assert_eq!(p.next(t0, t0 + 1000 * MS), t0 + 900 * MS);
-        assert_eq!(p.next(t0, t0 + 1000 * MS), t0 + 901 * MS);
+        // After a pause longer than the allowed lag, old slots are skipped and counted.
+        assert_eq!(p.next(t0, t0 + 1000 * MS), (t0 + 900 * MS, Missed { count: 895, period: MS }));
+        assert_eq!(p.next(t0, t0 + 1000 * MS), (t0 + 901 * MS, Missed { count: 0, period: MS }));
     }
 }

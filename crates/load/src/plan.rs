@@ -12,11 +12,15 @@ use tokio::net::lookup_host;
 use super::args::{LoadArgs, MixPart, Protocol, ScenarioKind};
 use super::framing::Framing;
 use super::script::Role;
+use super::stages;
 
 /// What a run will do.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub args: LoadArgs,
+    /// Clients at most: the positional count, or the largest of the
+    /// connection stages.
+    pub clients: u32,
     /// Servers, used round-robin: client `i` always goes to `targets[i % n]`.
     pub targets: Vec<SocketAddr>,
     /// Local addresses, used round-robin like the targets (empty: the kernel picks).
@@ -33,6 +37,13 @@ impl Plan {
     pub async fn new(args: &LoadArgs) -> anyhow::Result<Plan> {
         check_durations(args)?;
         check_transport(args)?;
+        check_pipeline(args)?;
+        let clients = match stages::connections(&args.stages) {
+            Some(curve) if curve.max() < 1.0 => bail!("no --stage opens a connection: give one a target like 10conn"),
+            Some(curve) => curve.max().ceil() as u32,
+            None => args.connections,
+        };
+        check_warmup(args, clients)?;
         let port = args.port.unwrap_or(args.protocol.default_port());
         let mut targets = Vec::new();
         for item in args.host.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -51,13 +62,24 @@ impl Plan {
         if let Some(bad) = sources.iter().find(|s| targets.iter().any(|t| t.is_ipv4() != s.is_ipv4())) {
             bail!("source address {bad} and the targets {targets:?} are not all of the same IP version");
         }
-        let roles = assign_roles(args);
+        let roles = assign_roles(args, clients);
         check_framing(args, &roles)?;
         let logins = match args.protocol {
             Protocol::Tcp => Vec::new(),
             Protocol::Udp => targets.iter().map(|t| SocketAddr::new(t.ip(), args.login_port())).collect(),
         };
-        Ok(Plan { args: args.clone(), targets, sources, roles, logins })
+        Ok(Plan { args: args.clone(), clients, targets, sources, roles, logins })
+    }
+
+    /// Whether `--stage` sets the rate.
+    pub fn rate_stages(&self) -> bool {
+        self.args.stages.iter().any(|s| s.rate.is_some())
+    }
+
+    /// How long the run should take: the stages, or the ramp-up of the
+    /// connections and their time alive; `--duration` if shorter.
+    pub fn planned(&self) -> Duration {
+        planned(&self.args, self.clients)
     }
 
     /// File descriptors the run needs: one per client plus the process's own,
@@ -68,7 +90,7 @@ impl Plan {
             Protocol::Udp if self.roles.contains(&Role::Cache) => 2,
             _ => 1,
         };
-        u64::from(self.args.connections) * per_client + 64
+        u64::from(self.clients) * per_client + 64
     }
 
     /// The target and source address of client `id`.
@@ -113,6 +135,38 @@ fn check_transport(args: &LoadArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Requests in flight at once need TCP, whose replies come in order, and
+/// line framing, where requests written together stay apart.
+fn check_pipeline(args: &LoadArgs) -> anyhow::Result<()> {
+    if args.pipeline > 1 && args.protocol == Protocol::Udp {
+        bail!("--pipeline is for tcp: udp flows send one datagram at a time (use more flows instead)");
+    }
+    if args.pipeline > 1 && args.framing == Framing::Packet {
+        bail!("--pipeline needs --framing line: requests written together reach a packet server as one command");
+    }
+    Ok(())
+}
+
+/// A warm-up must leave some of the run to measure.
+fn check_warmup(args: &LoadArgs, clients: u32) -> anyhow::Result<()> {
+    let run = planned(args, clients);
+    if !args.warmup.is_zero() && args.warmup >= run {
+        bail!("--warmup {:?} leaves nothing to measure: the run lasts about {run:?}", args.warmup);
+    }
+    Ok(())
+}
+
+/// How long a run of `clients` should take.
+fn planned(args: &LoadArgs, clients: u32) -> Duration {
+    let whole = if args.stages.is_empty() {
+        let ramp = args.conn_interval.saturating_mul(clients.saturating_sub(1));
+        ramp.saturating_add(args.alive)
+    } else {
+        stages::total(&args.stages)
+    };
+    args.duration.map_or(whole, |d| d.min(whole))
+}
+
 /// With packet framing each write must be one command the server reads
 /// alone, and requests go one at a time; a broadcast sender writes `brd`
 /// and its `msg:` probe together (a published `brd` gets no reply, the
@@ -143,6 +197,8 @@ fn check_durations(args: &LoadArgs) -> anyhow::Result<()> {
         ("--connect-timeout", args.connect_timeout, false),
         ("--settle", args.settle, true),
         ("--progress-interval", args.progress_interval, true),
+        ("--warmup", args.warmup, true),
+        ("--stage", stages::total(&args.stages), true),
         ("--duration", args.duration.unwrap_or(Duration::from_secs(1)), false),
     ];
     for (name, value, zero_ok) in all {
@@ -179,8 +235,8 @@ fn split_host_port(item: &str, default_port: u16) -> anyhow::Result<(&str, u16)>
 /// round-robin), so the proportions hold at any moment of the ramp-up, not
 /// only once every connection is open. Of the broadcast clients, the first
 /// ones send, so broadcasts start as early as possible.
-pub fn assign_roles(args: &LoadArgs) -> Vec<Role> {
-    let n = args.connections as usize;
+pub fn assign_roles(args: &LoadArgs, clients: u32) -> Vec<Role> {
+    let n = clients as usize;
     let parts: Vec<(MixPart, u32)> = match args.scenario() {
         ScenarioKind::Echo => vec![(MixPart::Echo, 1)],
         ScenarioKind::Cache => vec![(MixPart::Cache, 1)],
@@ -223,13 +279,17 @@ mod tests {
         crate::Cli::parse_args(&[&["tcp"], extra].concat()).unwrap()
     }
 
+    fn assign_roles_of(args: &LoadArgs) -> Vec<Role> {
+        assign_roles(args, args.connections)
+    }
+
     fn count(roles: &[Role], r: Role) -> usize {
         roles.iter().filter(|x| **x == r).count()
     }
 
     #[test]
     fn mix_proportions_hold_during_the_ramp() {
-        let roles = assign_roles(&args(&["100", "--mix", "echo=70,cache=20,broadcast=10", "--broadcasters", "2"]));
+        let roles = assign_roles_of(&args(&["100", "--mix", "echo=70,cache=20,broadcast=10", "--broadcasters", "2"]));
         assert_eq!(count(&roles, Role::Echo), 70);
         assert_eq!(count(&roles, Role::Cache), 20);
         assert_eq!(count(&roles, Role::Broadcaster), 2);
@@ -241,10 +301,10 @@ mod tests {
 
     #[test]
     fn single_scenarios() {
-        assert!(assign_roles(&args(&["5"])).iter().all(|r| *r == Role::Echo));
-        let b = assign_roles(&args(&["10", "--scenario", "broadcast", "--broadcasters", "30%"]));
+        assert!(assign_roles_of(&args(&["5"])).iter().all(|r| *r == Role::Echo));
+        let b = assign_roles_of(&args(&["10", "--scenario", "broadcast", "--broadcasters", "30%"]));
         assert_eq!(&b[..4], &[Role::Broadcaster, Role::Broadcaster, Role::Broadcaster, Role::Listener]);
-        let mix_default = assign_roles(&args(&["10", "--scenario", "mix"]));
+        let mix_default = assign_roles_of(&args(&["10", "--scenario", "mix"]));
         assert_eq!(count(&mix_default, Role::Echo), 7);
     }
 
@@ -275,6 +335,25 @@ mod tests {
         assert!(err.to_string().contains("--alive"), "{err}");
         let err = Plan::new(&args(&["1", "--tcp-port", "40000"])).await.unwrap_err();
         assert!(err.to_string().contains("--tcp-port"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stages_warmup_and_pipelining_are_checked() {
+        let staged = Plan::new(&args(&["--stage", "1s:10conn", "--stage", "2s:40conn:100rps"])).await.unwrap();
+        assert_eq!((staged.clients, staged.roles.len(), staged.rate_stages()), (40, 40, true));
+        assert_eq!(staged.planned(), Duration::from_secs(3));
+        assert_eq!(staged.files_needed(), 40 + 64);
+        for (extra, needle) in [
+            (&["--stage", "1s:0conn:10rps"][..], "no --stage opens a connection"),
+            (&["--alive", "2s", "--warmup", "2s"], "leaves nothing to measure"),
+            (&["--stage", "1s:5conn", "--warmup", "1s"], "leaves nothing to measure"),
+            (&["--pipeline", "4", "--framing", "packet"], "--pipeline needs --framing line"),
+        ] {
+            let err = Plan::new(&args(extra)).await.unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra:?}: {err}");
+        }
+        let err = Plan::new(&udp(&["--pipeline", "2"])).await.unwrap_err().to_string();
+        assert!(err.contains("--pipeline is for tcp"), "{err}");
     }
 
     fn udp(extra: &[&str]) -> LoadArgs {

@@ -100,7 +100,7 @@ pub fn status(second: &Second, timeline: &Timeline, totals: Counts) -> String {
         second.connections,
         second.received_per_sec,
         totals.errors(),
-        Percentiles::of(&timeline.latency).p99,
+        Percentiles::of(&timeline.total.latency).p99,
         totals.reconnects,
     )
 }
@@ -108,15 +108,15 @@ pub fn status(second: &Second, timeline: &Timeline, totals: Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::new_histogram;
+    use crate::stats::Latencies;
 
     #[test]
     fn status_line() {
         let mut t = Timeline::default();
-        let mut h = new_histogram();
-        h.record(1500).unwrap();
+        let mut h = Latencies::default();
+        h.latency.record(1500).unwrap();
         let counts = Counts { received: 500, timeouts: 2, reconnects: 3, ..Default::default() };
-        t.sample(Duration::from_secs(1), counts, 42, &h, &new_histogram());
+        t.sample(Duration::from_secs(1), counts, 42, &h, false);
         let line = status(&t.seconds[0], &t, counts);
         assert_eq!(line, "42 conns | 500 msg/s | 2 errors | p99 1.50 ms | 3 reconnects");
     }

@@ -1,5 +1,7 @@
-//! One run: opens the clients on schedule, samples the timeline once a
-//! second, waits for every client to finish (or for the run to be stopped)
+//! One run: opens the clients on schedule (one every `--conn-interval`, or
+//! following the connection stages, closing the newest when they ramp
+//! down), samples the timeline once a second and at the end of the
+//! warm-up, waits for every client to finish (or for the run to be stopped)
 //! and hands the results to the report. Also the life of one client that
 //! every transport shares: open, talk, pause, open again.
 
@@ -21,6 +23,7 @@ use super::plan::Plan;
 use super::progress::Progress;
 use super::report::Report;
 use super::script::{Script, ScriptConfig};
+use super::stages::{self, Curve};
 use super::stats::Stats;
 use super::timeline::Timeline;
 use super::{tcp, udp};
@@ -49,7 +52,12 @@ pub struct Context {
     pub timing: Timing,
     /// How TCP requests and replies are delimited.
     pub framing: Framing,
+    /// Requests in flight at once per TCP connection.
+    pub pipeline: usize,
 }
+
+/// How often the connection stages are followed.
+const RAMP_TICK: Duration = Duration::from_millis(10);
 
 impl Context {
     /// Microseconds from the start of the run to `t`: the clock that
@@ -107,16 +115,17 @@ pub trait Conversation: Sized {
     /// or the run is stopped.
     async fn converse(&mut self, link: Self::Link, end: Instant, cancelled: Cancelled<'_>) -> Ended;
 
-    /// Runs until the client's time is up or the run is stopped, opening a
-    /// new link after the reconnect delay whenever one fails or is lost. A
-    /// stop ends the client even while a link is opening: a TCP connect may
-    /// otherwise hold it for the whole connect timeout.
-    async fn run(mut self) {
+    /// Runs until the client's time is up or `stop` (the run stopped, or
+    /// the stages ramping down), opening a new link after the reconnect
+    /// delay whenever one fails or is lost. A stop ends the client even
+    /// while a link is opening: a TCP connect may otherwise hold it for the
+    /// whole connect timeout.
+    async fn run(mut self, stop: CancellationToken) {
         let ctx = self.ctx().clone();
         let end = ctx.client_end();
-        let cancelled = ctx.cancel.clone().cancelled_owned();
+        let cancelled = stop.clone().cancelled_owned();
         tokio::pin!(cancelled);
-        while Instant::now() < end && !ctx.cancel.is_cancelled() {
+        while Instant::now() < end && !stop.is_cancelled() {
             let attempt = tokio::select! {
                 biased;
                 _ = &mut cancelled => return,
@@ -146,23 +155,32 @@ pub trait Conversation: Sized {
 pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress) -> Report {
     let args = &plan.args;
     let start = Instant::now();
+    let rate = stages::rate(&args.stages, args.rate.unwrap_or(0.0)).or_else(|| args.rate.map(Curve::constant));
+    let connections = stages::connections(&args.stages);
+    let staged = (!args.stages.is_empty()).then(|| stages::total(&args.stages));
+    let length = match (args.duration, staged) {
+        (Some(d), Some(s)) => Some(d.min(s)),
+        (d, s) => d.or(s),
+    };
     // Marks this run's broadcasts and keys, apart from other runs on the same server.
     let tag = format!("{:08x}", fastrand::u32(..));
     let ctx = Arc::new(Context {
         stats: Stats::default(),
         ledger: Arc::new(Ledger::new(&tag)),
-        pacer: Pacer::new(args.rate, args.msg_interval, start),
+        pacer: Pacer::new(rate, args.msg_interval, start),
         cancel: cancel.clone(),
         start,
-        deadline: args.duration.map(|d| start + d),
+        deadline: length.map(|d| start + d),
         timing: Timing {
-            alive: args.alive,
+            // Staged clients live until ramped down or the end of the stages.
+            alive: if connections.is_some() { length.unwrap_or(args.alive) } else { args.alive },
             read_timeout: args.read_timeout,
             reconnect_delay: args.reconnect_delay,
             connect_timeout: args.connect_timeout,
             settle: args.settle,
         },
         framing: args.framing,
+        pipeline: args.pipeline as usize,
     });
     let scripts = ScriptConfig {
         payload: args.payload.as_str().into(),
@@ -171,13 +189,45 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
     };
     let sampling = CancellationToken::new();
-    let monitor = tokio::spawn(monitor(ctx.clone(), progress, sampling.clone()));
+    let monitor = tokio::spawn(monitor(ctx.clone(), progress, sampling.clone(), args.warmup));
 
     let clients = TaskTracker::new();
-    for id in 0..args.connections {
+    let spawn = |id: u32, stop: CancellationToken| {
+        let (target, source) = plan.endpoints(id);
+        let role = plan.roles[id as usize % plan.roles.len()];
+        let script = Script::new(role, id, &scripts, ctx.ledger.clone());
+        let ctx = ctx.clone();
+        match (args.protocol, plan.login_target(id)) {
+            (Protocol::Udp, Some(login)) => {
+                clients.spawn(udp::Client { id, target, login, source, script, ctx }.run(stop))
+            }
+            _ => clients.spawn(tcp::Client { id, target, source, script, ctx }.run(stop)),
+        };
+    };
+    match (&connections, ctx.deadline) {
+        (Some(curve), Some(end)) => follow(curve, plan.clients, start, end, &cancel, spawn).await,
+        _ => open_on_schedule(plan, &ctx, &cancel, spawn).await,
+    }
+    clients.close();
+    clients.wait().await;
+    let elapsed = start.elapsed();
+    sampling.cancel();
+    let timeline = monitor.await.unwrap_or_default();
+    Report::new(plan, &ctx, timeline, elapsed, cancel.is_cancelled())
+}
+
+/// Opens client after client, one every `--conn-interval`, each living
+/// `--alive`.
+async fn open_on_schedule(
+    plan: &Plan,
+    ctx: &Context,
+    cancel: &CancellationToken,
+    spawn: impl Fn(u32, CancellationToken),
+) {
+    for id in 0..plan.clients {
         // Opening times follow a fixed schedule: the timer's millisecond
         // granularity then only batches openings, it does not slow them.
-        let Some(at) = args.conn_interval.checked_mul(id).and_then(|d| start.checked_add(d)) else { break };
+        let Some(at) = plan.args.conn_interval.checked_mul(id).and_then(|d| ctx.start.checked_add(d)) else { break };
         if ctx.deadline.is_some_and(|d| at >= d) {
             break;
         }
@@ -190,39 +240,66 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
         if cancel.is_cancelled() {
             break;
         }
-        let (target, source) = plan.endpoints(id);
-        let script = Script::new(plan.roles[id as usize], id, &scripts, ctx.ledger.clone());
-        let ctx = ctx.clone();
-        match (args.protocol, plan.login_target(id)) {
-            (Protocol::Udp, Some(login)) => clients.spawn(udp::Client { id, target, login, source, script, ctx }.run()),
-            _ => clients.spawn(tcp::Client { id, target, source, script, ctx }.run()),
-        };
+        spawn(id, cancel.clone());
     }
-    clients.close();
-    clients.wait().await;
-    let elapsed = start.elapsed();
-    sampling.cancel();
-    let timeline = monitor.await.unwrap_or_default();
-    Report::new(plan, &ctx, timeline, elapsed, cancel.is_cancelled())
 }
 
-/// Samples the timeline every second and shows progress, until `stop`.
-async fn monitor(ctx: Arc<Context>, mut progress: Progress, stop: CancellationToken) -> Timeline {
+/// Keeps as many clients open as the connection stages say until `end`:
+/// opens new ones (with new numbers) as the curve rises and stops the
+/// newest as it falls.
+async fn follow(
+    curve: &Curve,
+    most: u32,
+    start: Instant,
+    end: Instant,
+    cancel: &CancellationToken,
+    spawn: impl Fn(u32, CancellationToken),
+) {
+    let mut open: Vec<CancellationToken> = Vec::new();
+    let mut next_id = 0u32;
+    while Instant::now() < end && !cancel.is_cancelled() {
+        let target = (curve.value(start.elapsed().as_secs_f64()).round() as usize).min(most as usize);
+        while open.len() < target {
+            let stop = cancel.child_token();
+            spawn(next_id, stop.clone());
+            open.push(stop);
+            next_id = next_id.wrapping_add(1);
+        }
+        while open.len() > target {
+            open.pop().into_iter().for_each(|stop| stop.cancel());
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = sleep_until((Instant::now() + RAMP_TICK).min(end)) => {}
+        }
+    }
+}
+
+/// Samples the timeline every second and at the end of the warm-up, and
+/// shows progress, until `stop`.
+async fn monitor(ctx: Arc<Context>, mut progress: Progress, stop: CancellationToken, warmup: Duration) -> Timeline {
     let mut timeline = Timeline::default();
     let mut tick = tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut warming = !warmup.is_zero();
+    let warmed = sleep_until(ctx.start + warmup);
+    tokio::pin!(warmed);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = &mut warmed, if warming => {
+                timeline.sample_stats(ctx.start.elapsed(), &ctx.stats, true);
+                warming = false;
+            }
             _ = tick.tick() => {
                 let at = ctx.start.elapsed();
-                if let Some(second) = timeline.sample_stats(at, &ctx.stats).cloned() {
+                if let Some(second) = timeline.sample_stats(at, &ctx.stats, warming).cloned() {
                     progress.update(&second, &timeline, ctx.stats.count.snapshot(), at);
                 }
             }
         }
     }
-    timeline.sample_stats(ctx.start.elapsed(), &ctx.stats);
+    timeline.sample_stats(ctx.start.elapsed(), &ctx.stats, warming);
     progress.finish();
     timeline
 }

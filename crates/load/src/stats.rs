@@ -4,13 +4,21 @@
 //! memory does not grow with the number of connections (one histogram per
 //! connection would cost ~190 KB each). The once-a-second sampler drains them
 //! (see [`super::timeline`]).
+//!
+//! A reply's latency is recorded twice: from the time its request was meant
+//! to go by the schedule (corrected for coordinated omission, as wrk2 does)
+//! and from the time it actually went (uncorrected). Send slots the schedule
+//! skipped because the client was still waiting ([`Missed`]) are recorded in
+//! the corrected histogram too, each as the latency its request would have
+//! had, had it gone in its slot and been answered with the next reply.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
@@ -19,7 +27,8 @@ macro_rules! counters {
         pub struct Counters { $($(#[$doc])* pub $name: AtomicU64,)* }
 
         /// A snapshot of the counters (or the difference of two).
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
         pub struct Counts { $($(#[$doc])* pub $name: u64,)* }
 
         impl Counters {
@@ -33,6 +42,11 @@ macro_rules! counters {
             /// What happened between `earlier` and `self`.
             pub fn since(&self, earlier: &Counts) -> Counts {
                 Counts { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+
+            /// The counts of two runs together.
+            pub fn plus(&self, other: &Counts) -> Counts {
+                Counts { $($name: self.$name.saturating_add(other.$name),)* }
             }
         }
     };
@@ -73,6 +87,9 @@ counters! {
     duplicate_deliveries,
     /// Broadcasts of other load generator runs, ignored.
     foreign_broadcasts,
+    /// Send slots of the schedule (`--rate`, `--msg-interval`) that passed
+    /// while the client still waited for a reply, and so were skipped.
+    missed_slots,
 }
 
 impl Counts {
@@ -83,9 +100,82 @@ impl Counts {
     }
 }
 
+/// Send slots skipped right before a request: `count` slots, `period` apart,
+/// the last one `period` before the request's own slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Missed {
+    pub count: u64,
+    pub period: Duration,
+}
+
+impl Missed {
+    /// These slots and `more` slots together (the period of the later ones).
+    pub fn and(self, more: Missed) -> Missed {
+        if more.count == 0 { self } else { Missed { count: self.count + more.count, period: more.period } }
+    }
+}
+
+/// When a request went: its slot in the schedule, the actual send, and the
+/// slots skipped before it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendTimes {
+    pub intended: Instant,
+    pub sent: Instant,
+    pub missed: Missed,
+}
+
+/// Most distinct values recorded for the slots missed before one request;
+/// beyond it they are recorded in as many groups, each value counted several
+/// times, so that a long stall at a high rate costs bounded time.
+const MAX_MISSED_VALUES: u64 = 100_000;
+
 /// A new latency histogram in microseconds (1 µs to 1 h, 3 digits).
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// The latency histograms of a run (or of one interval of it), in the JSON
+/// report as HdrHistogram's compressed form ([`super::hdr`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Request slot to reply (corrected), microseconds.
+    #[serde(with = "super::hdr")]
+    pub latency: Histogram<u64>,
+    /// Actual send to reply (uncorrected), microseconds.
+    #[serde(with = "super::hdr")]
+    pub latency_uncorrected: Histogram<u64>,
+    /// Broadcast sent to broadcast received, microseconds.
+    #[serde(with = "super::hdr")]
+    pub delivery: Histogram<u64>,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies { latency: new_histogram(), latency_uncorrected: new_histogram(), delivery: new_histogram() }
+    }
+}
+
+impl Latencies {
+    /// Moves what the clients recorded so far into these histograms.
+    pub fn drain(&mut self, stats: &Stats) {
+        stats.latency.drain_into(&mut self.latency);
+        stats.latency_uncorrected.drain_into(&mut self.latency_uncorrected);
+        stats.delivery_latency.drain_into(&mut self.delivery);
+    }
+
+    /// Adds `other`'s values.
+    pub fn add(&mut self, other: &Latencies) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.latency_uncorrected.add(&other.latency_uncorrected);
+        let _ = self.delivery.add(&other.delivery);
+    }
+
+    /// Empties the histograms, keeping their memory.
+    pub fn reset(&mut self) {
+        self.latency.reset();
+        self.latency_uncorrected.reset();
+        self.delivery.reset();
+    }
 }
 
 /// A handful of histograms that clients record into by client number.
@@ -109,6 +199,24 @@ impl Shards {
         let _ = h.record(us);
     }
 
+    /// Records the latency of a request slot skipped before one whose reply
+    /// took `latency` from its slot (see [`Missed`]).
+    fn record_missed(&self, id: u32, latency: Duration, missed: Missed) {
+        if missed.count == 0 {
+            return;
+        }
+        let groups = missed.count.min(MAX_MISSED_VALUES);
+        let per_group = missed.count / groups;
+        let mut h = self.0[id as usize % SHARDS].lock().unwrap_or_else(|p| p.into_inner());
+        for g in 0..groups {
+            // The last group takes the remainder.
+            let n = if g + 1 == groups { missed.count - per_group * (groups - 1) } else { per_group };
+            let back = missed.period.saturating_mul(u32::try_from(g * per_group + 1).unwrap_or(u32::MAX));
+            let us = (latency.saturating_add(back).as_micros() as u64).clamp(1, 3_600_000_000);
+            let _ = h.record_n(us, n);
+        }
+    }
+
     /// Moves everything recorded so far into `into`.
     pub fn drain_into(&self, into: &mut Histogram<u64>) {
         for shard in self.0.iter() {
@@ -127,8 +235,10 @@ pub struct Stats {
     pub open: AtomicI64,
     /// The most connections open at once.
     pub peak_open: AtomicI64,
-    /// Request to reply.
+    /// Request slot to reply (corrected for coordinated omission).
     pub latency: Shards,
+    /// Actual send to reply.
+    pub latency_uncorrected: Shards,
     /// Broadcast sent to broadcast received.
     pub delivery_latency: Shards,
     last_connect_error: Mutex<Option<String>>,
@@ -147,6 +257,16 @@ impl Stats {
         self.open.fetch_sub(1, Relaxed);
     }
 
+    /// Records the latency of a right reply received at `now` to a request
+    /// sent as `times` says: from its slot, from its send, and for the slots
+    /// skipped before it.
+    pub fn replied(&self, id: u32, now: Instant, times: &SendTimes) {
+        let corrected = now.saturating_duration_since(times.intended);
+        self.latency.record(id, corrected);
+        self.latency_uncorrected.record(id, now.saturating_duration_since(times.sent));
+        self.latency.record_missed(id, corrected, times.missed);
+    }
+
     /// Remembers why the last connection attempt failed, for the report.
     pub fn connect_failed(&self, why: String) {
         self.count.connect_errors.fetch_add(1, Relaxed);
@@ -160,7 +280,7 @@ impl Stats {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub mean: f64,
@@ -226,6 +346,27 @@ mod tests {
         s.drain_into(&mut h);
         assert_eq!(h.len(), 2);
         assert_eq!(Percentiles::of(&new_histogram()), Percentiles::default());
+    }
+
+    #[test]
+    fn missed_slots_are_recorded_from_their_own_slot() {
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let missed = Missed { count: 2, period: Duration::from_millis(10) };
+        let times = SendTimes { intended: t0, sent: t0 + Duration::from_millis(4), missed };
+        stats.replied(0, t0 + Duration::from_millis(5), &times);
+        let (mut corrected, mut raw) = (new_histogram(), new_histogram());
+        stats.latency.drain_into(&mut corrected);
+        stats.latency_uncorrected.drain_into(&mut raw);
+        let values: Vec<u64> = corrected.iter_recorded().map(|v| v.value_iterated_to() / 1000).collect();
+        assert_eq!(values, [5, 15, 25], "the reply and the two slots before it");
+        assert_eq!((raw.len(), raw.max() / 1000), (1, 1));
+        // A huge stall is recorded in bounded groups, every slot counted.
+        let many = Missed { count: 1_000_003, period: Duration::from_micros(1) };
+        stats.replied(0, t0 + Duration::from_millis(5), &SendTimes { missed: many, ..times });
+        let mut h = new_histogram();
+        stats.latency.drain_into(&mut h);
+        assert_eq!(h.len(), 1_000_004);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! broadcasts, follows `reconnect` (reconnecting through the same address,
 //! i.e. the load balancer, after a delay) and counts what failed.
 //!
-//! Requests go one at a time: the next is sent when the reply came or the
-//! read timeout passed. A request that timed out stays queued, because the
+//! Requests go one at a time by default: the next is sent when the reply
+//! came or the read timeout passed. With `--pipeline N`, up to N requests
+//! within their read timeout are in flight at once, each sent in its own
+//! slot of the schedule (nothing goes while a `login` is awaited: later
+//! requests need its token). A request that timed out stays queued, because the
 //! server answers every request in order: its late reply is recognised as
 //! such instead of being taken for the reply to a newer request. A reply
 //! that is the right one for a newer request than the oldest tells that the
@@ -38,6 +41,7 @@ use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
 use super::script::Script;
+use super::stats::SendTimes;
 
 /// Requests left unanswered on one connection before it is given up as dead.
 const MAX_PENDING: usize = 1024;
@@ -54,7 +58,7 @@ pub struct Client {
 /// A request waiting for its reply.
 struct Pending {
     expect: Expect,
-    sent_at: Instant,
+    times: SendTimes,
     timed_out: bool,
 }
 
@@ -67,9 +71,24 @@ struct Conn {
 }
 
 impl Conn {
-    /// The newest request, if it still waits within its read timeout.
-    fn waiting(&self) -> Option<&Pending> {
-        self.pending.back().filter(|p| !p.timed_out)
+    /// The oldest request still waiting within its read timeout: requests
+    /// time out in the order they were sent, so the ones after it wait too.
+    fn first_waiting(&self) -> Option<&Pending> {
+        self.pending.iter().find(|p| !p.timed_out)
+    }
+
+    /// Whether no more may go now: `depth` requests wait within their read
+    /// timeout, or a `login` does (the next requests need its token).
+    fn full(&self, depth: usize) -> bool {
+        let waiting = self.pending.iter().rev().take_while(|p| !p.timed_out);
+        let mut n = 0;
+        for p in waiting {
+            if p.expect == Expect::Token {
+                return true;
+            }
+            n += 1;
+        }
+        n >= depth
     }
 }
 
@@ -104,7 +123,8 @@ impl Conversation for Client {
         tokio::pin!(timer);
         let ended = loop {
             let now = Instant::now();
-            match conn.schedule.step(now, end, conn.waiting().is_some()) {
+            let full = conn.full(ctx.pipeline);
+            match conn.schedule.step(now, end, full) {
                 Step::Close => break Ended::Done,
                 Step::Send => {
                     if self.send(&mut writer, &mut conn, now).await.is_err() {
@@ -119,8 +139,8 @@ impl Conversation for Client {
                 }
                 Step::Wait => {}
             }
-            let reply_due = conn.waiting().map(|p| p.sent_at + ctx.timing.read_timeout);
-            conn.schedule.set_timer(timer.as_mut(), reply_due, end);
+            let reply_due = conn.first_waiting().map(|p| p.times.sent + ctx.timing.read_timeout);
+            conn.schedule.set_timer(timer.as_mut(), reply_due, full, end);
             tokio::select! {
                 biased;
                 _ = cancelled.as_mut() => break Ended::Done,
@@ -142,6 +162,7 @@ impl Conversation for Client {
         };
         conn.inbox.close(self.id, ctx.micros(Instant::now()), &ctx.ledger);
         ctx.stats.count.unanswered.fetch_add(conn.pending.len() as u64, Relaxed);
+        ctx.stats.count.missed_slots.fetch_add(conn.schedule.take_missed(), Relaxed);
         for p in &conn.pending {
             self.script.unanswered(&p.expect);
         }
@@ -153,7 +174,8 @@ impl Conversation for Client {
 }
 
 impl Client {
-    /// Sends the script's next request, if it has one.
+    /// Sends the script's next request, if it has one, and schedules the one
+    /// after it unless the connection is then full.
     async fn send<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
@@ -167,18 +189,27 @@ impl Client {
             conn.schedule.after(&self.ctx.pacer, &self.script, now);
             return Ok(());
         };
+        let times = conn.schedule.sending(now);
         writer.write_all(&conn.out).await?;
-        self.ctx.stats.count.sent.fetch_add(1, Relaxed);
-        conn.pending.push_back(Pending { expect, sent_at: now, timed_out: false });
+        let count = &self.ctx.stats.count;
+        count.sent.fetch_add(1, Relaxed);
+        count.missed_slots.fetch_add(times.missed.count, Relaxed);
+        conn.pending.push_back(Pending { expect, times, timed_out: false });
+        if !conn.full(self.ctx.pipeline) {
+            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+        }
         Ok(())
     }
 
     fn on_timer(&mut self, conn: &mut Conn, now: Instant) {
         let read_timeout = self.ctx.timing.read_timeout;
-        if let Some(p) = conn.pending.back_mut().filter(|p| !p.timed_out && now >= p.sent_at + read_timeout) {
+        let first = conn.pending.iter_mut().find(|p| !p.timed_out);
+        if let Some(p) = first.filter(|p| now >= p.times.sent + read_timeout) {
             p.timed_out = true;
             self.ctx.stats.count.timeouts.fetch_add(1, Relaxed);
-            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            if conn.schedule.held() {
+                conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            }
         }
     }
 
@@ -214,7 +245,6 @@ impl Client {
             count.unanswered.fetch_add(1, Relaxed);
             self.script.unanswered(&skipped.expect);
         }
-        let last = conn.pending.len() == 1;
         let Some(front) = conn.pending.front_mut() else {
             self.wrong(message, None);
             return;
@@ -231,7 +261,7 @@ impl Client {
                 if publication {
                     count.published.fetch_add(1, Relaxed);
                 }
-                ctx.stats.latency.record(self.id, now - front.sent_at);
+                ctx.stats.replied(self.id, now, &front.times);
                 conn.inbox.ready(ctx.micros(now));
             }
             Verdict::Wrong => self.wrong(message, front.expect.right_reply()),
@@ -240,7 +270,7 @@ impl Client {
             }
         }
         let done = conn.pending.pop_front();
-        if last && done.is_some_and(|d| !d.timed_out) {
+        if conn.schedule.held() && done.is_some_and(|d| !d.timed_out) {
             conn.schedule.after(&self.ctx.pacer, &self.script, now);
         }
     }
@@ -292,7 +322,7 @@ mod tests {
         let target = slow_first_echo(Duration::from_millis(150)).await;
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
         // The first request times out at 100 ms; its reply (at 150 ms) is late,
         // and the second request, sent at 100 ms, gets its own reply.
         testing::assert_one_late_reply(&ctx);
@@ -328,7 +358,7 @@ mod tests {
         let target = merging_packet_echo().await;
         let ctx = testing::framed(Framing::Packet);
         let script = testing::echo_script(&ctx);
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run().await;
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
         let c = ctx.stats.count.snapshot();
         // The first request times out and its reply comes merged with the
         // second's: one wrong, merged read. The second then times out too,

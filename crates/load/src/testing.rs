@@ -41,6 +41,7 @@ pub fn framed(framing: Framing) -> Arc<Context> {
             settle: Duration::ZERO,
         },
         framing,
+        pipeline: 1,
     })
 }
 

@@ -1,18 +1,19 @@
 //! The run second by second. Once a second the sampler turns the counters
 //! into the differences since the previous sample and drains the latency
 //! histograms into that second's percentiles; the run's total histograms
-//! are the sum of the seconds. The last interval ends with the run and may
-//! be shorter than a second, which is why each row carries its length.
+//! are the sum of the seconds after the warm-up (`--warmup`), and its totals
+//! count from the warm-up's end. The last interval ends with the run and may
+//! be shorter than a second, which is why each row carries its length; the
+//! warm-up ends an interval of its own.
 
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::stats::{Counts, Percentiles, Stats, new_histogram};
+use super::stats::{Counts, Latencies, Percentiles, Stats};
 
 /// One interval of the timeline (normally one second).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Second {
     /// End of the interval, in seconds since the start.
     pub t: f64,
@@ -31,6 +32,9 @@ pub struct Second {
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
     pub delivery_ms_p99: f64,
+    /// Part of the warm-up: left out of the results.
+    #[serde(default)]
+    pub warmup: bool,
 }
 
 /// The timeline being sampled, with the run's total histograms.
@@ -39,12 +43,12 @@ pub struct Timeline {
     last_at: Duration,
     last: Counts,
     pub seconds: Vec<Second>,
-    /// All request latencies so far.
-    pub latency: Histogram<u64>,
-    /// All broadcast delivery latencies so far.
-    pub delivery: Histogram<u64>,
+    /// Every latency after the warm-up so far.
+    pub total: Latencies,
+    /// The counters at the end of the warm-up (zero without one).
+    pub base: Counts,
     /// The interval histograms, kept to be reused.
-    scratch: Option<(Histogram<u64>, Histogram<u64>)>,
+    scratch: Option<Latencies>,
 }
 
 impl Default for Timeline {
@@ -53,39 +57,34 @@ impl Default for Timeline {
             last_at: Duration::ZERO,
             last: Counts::default(),
             seconds: Vec::new(),
-            latency: new_histogram(),
-            delivery: new_histogram(),
+            total: Latencies::default(),
+            base: Counts::default(),
             scratch: None,
         }
     }
 }
 
 impl Timeline {
-    /// Closes the interval ending `at` after the start, from the live stats.
-    pub fn sample_stats(&mut self, at: Duration, stats: &Stats) -> Option<&Second> {
-        let (mut latency, mut delivery) = self.scratch.take().unwrap_or_else(|| (new_histogram(), new_histogram()));
-        stats.latency.drain_into(&mut latency);
-        stats.delivery_latency.drain_into(&mut delivery);
+    /// Closes the interval ending `at` after the start, from the live stats;
+    /// `warmup`: the interval is part of the warm-up.
+    pub fn sample_stats(&mut self, at: Duration, stats: &Stats, warmup: bool) -> Option<&Second> {
+        let mut interval = self.scratch.take().unwrap_or_default();
+        interval.drain(stats);
         let open = stats.open.load(std::sync::atomic::Ordering::Relaxed);
-        self.sample(at, stats.count.snapshot(), open, &latency, &delivery);
-        latency.reset();
-        delivery.reset();
-        self.scratch = Some((latency, delivery));
+        self.sample(at, stats.count.snapshot(), open, &interval, warmup);
+        interval.reset();
+        self.scratch = Some(interval);
         self.seconds.last()
     }
 
     /// Closes the interval ending `at`, given the counters then, the open
     /// connections and the interval's latencies.
-    pub fn sample(
-        &mut self,
-        at: Duration,
-        counts: Counts,
-        open: i64,
-        latency: &Histogram<u64>,
-        delivery: &Histogram<u64>,
-    ) {
-        let _ = self.latency.add(latency);
-        let _ = self.delivery.add(delivery);
+    pub fn sample(&mut self, at: Duration, counts: Counts, open: i64, interval: &Latencies, warmup: bool) {
+        if warmup {
+            self.base = counts;
+        } else {
+            self.total.add(interval);
+        }
         let diff = counts.since(&self.last);
         let secs = at.saturating_sub(self.last_at).as_secs_f64();
         // A sliver at the very end with nothing in it is not an interval.
@@ -93,7 +92,7 @@ impl Timeline {
             return;
         }
         let per_sec = |n: u64| n as f64 / secs.max(1e-3);
-        let (lat, del) = (Percentiles::of(latency), Percentiles::of(delivery));
+        let (lat, del) = (Percentiles::of(&interval.latency), Percentiles::of(&interval.delivery));
         self.seconds.push(Second {
             t: at.as_secs_f64(),
             secs,
@@ -106,6 +105,7 @@ impl Timeline {
             latency_ms_p99: lat.p99,
             latency_ms_max: lat.max,
             delivery_ms_p99: del.p99,
+            warmup,
         });
         self.last = counts;
         self.last_at = at;
@@ -116,10 +116,10 @@ impl Timeline {
 mod tests {
     use super::*;
 
-    fn hist(ms: &[u64]) -> Histogram<u64> {
-        let mut h = new_histogram();
+    fn hist(ms: &[u64]) -> Latencies {
+        let mut h = Latencies::default();
         for m in ms {
-            h.record(m * 1000).unwrap();
+            h.latency.record(m * 1000).unwrap();
         }
         h
     }
@@ -131,12 +131,12 @@ mod tests {
     #[test]
     fn each_second_gets_its_own_counts_and_latencies() {
         let mut t = Timeline::default();
-        let empty = new_histogram();
-        t.sample(Duration::from_secs(1), counts(100, 98, 2), 10, &hist(&[1, 1, 2]), &empty);
-        t.sample(Duration::from_secs(2), counts(300, 297, 3), 12, &hist(&[5, 9]), &empty);
-        t.sample(Duration::from_millis(2500), counts(350, 347, 3), 0, &empty, &empty);
+        let empty = Latencies::default();
+        t.sample(Duration::from_secs(1), counts(100, 98, 2), 10, &hist(&[1, 1, 2]), false);
+        t.sample(Duration::from_secs(2), counts(300, 297, 3), 12, &hist(&[5, 9]), false);
+        t.sample(Duration::from_millis(2500), counts(350, 347, 3), 0, &empty, false);
         // Nothing happened in the last sliver: no row for it.
-        t.sample(Duration::from_millis(2510), counts(350, 347, 3), 0, &empty, &empty);
+        t.sample(Duration::from_millis(2510), counts(350, 347, 3), 0, &empty, false);
         let s = &t.seconds;
         assert_eq!(s.len(), 3);
         assert_eq!((s[0].counts.sent, s[0].counts.received, s[0].errors), (100, 98, 2));
@@ -147,7 +147,20 @@ mod tests {
         assert_eq!(s[2].secs, 0.5);
         assert_eq!(s[2].sent_per_sec, 100.0, "50 messages in half a second");
         assert_eq!(s[2].latency_ms_p99, 0.0);
-        assert_eq!(t.latency.len(), 5);
+        assert_eq!(t.total.latency.len(), 5);
+    }
+
+    #[test]
+    fn the_warmup_is_left_out_of_the_totals() {
+        let mut t = Timeline::default();
+        t.sample(Duration::from_secs(1), counts(100, 90, 10), 10, &hist(&[100]), true);
+        t.sample(Duration::from_millis(1500), counts(150, 140, 10), 10, &hist(&[50]), true);
+        t.sample(Duration::from_millis(2500), counts(250, 240, 10), 10, &hist(&[1, 2]), false);
+        assert_eq!(t.base, counts(150, 140, 10));
+        assert_eq!(t.total.latency.len(), 2);
+        assert!(t.total.latency.max() < 3000);
+        let marks: Vec<bool> = t.seconds.iter().map(|s| s.warmup).collect();
+        assert_eq!(marks, [true, true, false]);
     }
 
     #[test]
@@ -156,11 +169,11 @@ mod tests {
         stats.latency.record(1, Duration::from_millis(3));
         stats.count.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut t = Timeline::default();
-        let first = t.sample_stats(Duration::from_secs(1), &stats).cloned().unwrap();
+        let first = t.sample_stats(Duration::from_secs(1), &stats, false).cloned().unwrap();
         assert_eq!(first.counts.sent, 1);
         assert!((first.latency_ms_p99 - 3.0).abs() < 0.01, "{}", first.latency_ms_p99);
-        let second = t.sample_stats(Duration::from_secs(2), &stats).cloned().unwrap();
+        let second = t.sample_stats(Duration::from_secs(2), &stats, false).cloned().unwrap();
         assert_eq!((second.counts.sent, second.latency_ms_p99), (0, 0.0));
-        assert_eq!(t.latency.len(), 1);
+        assert_eq!(t.total.latency.len(), 1);
     }
 }

@@ -40,6 +40,7 @@ use super::net;
 use super::pace::{Schedule, Step};
 use super::runner::{Cancelled, Context, Conversation, Ended};
 use super::script::Script;
+use super::stats::SendTimes;
 
 /// Timed-out requests a flow remembers to recognise their late replies; a
 /// reply later than that many timeouts is counted wrong.
@@ -62,7 +63,7 @@ pub struct Client {
 /// A request waiting for its reply.
 struct Pending {
     expect: Expect,
-    sent_at: Instant,
+    times: SendTimes,
 }
 
 /// The state of one socket.
@@ -122,8 +123,8 @@ impl Conversation for Client {
                 },
                 Step::Wait => {}
             }
-            let reply_due = flow.waiting.as_ref().map(|p| p.sent_at + ctx.timing.read_timeout);
-            flow.schedule.set_timer(timer.as_mut(), reply_due, end);
+            let reply_due = flow.waiting.as_ref().map(|p| p.times.sent + ctx.timing.read_timeout);
+            flow.schedule.set_timer(timer.as_mut(), reply_due, flow.waiting.is_some(), end);
             tokio::select! {
                 biased;
                 _ = cancelled.as_mut() => break Ended::Done,
@@ -140,6 +141,7 @@ impl Conversation for Client {
         };
         let left = flow.late.len() + usize::from(flow.waiting.is_some());
         ctx.stats.count.unanswered.fetch_add(left as u64, Relaxed);
+        ctx.stats.count.missed_slots.fetch_add(flow.schedule.take_missed(), Relaxed);
         ended
     }
 }
@@ -158,25 +160,27 @@ impl Client {
             flow.schedule.after(&self.ctx.pacer, &self.script, now);
             return Sent::Ok;
         };
+        let times = flow.schedule.sending(now);
+        self.ctx.stats.count.missed_slots.fetch_add(times.missed.count, Relaxed);
         if expect == Expect::Token {
             return tokio::select! {
                 biased;
                 _ = cancelled => Sent::Cancelled,
-                () = self.login(expect, flow) => Sent::Ok,
+                () = self.login(expect, flow, times) => Sent::Ok,
             };
         }
         if socket.send(&flow.out).await.is_err() {
             return Sent::Lost;
         }
         self.ctx.stats.count.sent.fetch_add(1, Relaxed);
-        flow.waiting = Some(Pending { expect, sent_at: now });
+        flow.waiting = Some(Pending { expect, times });
         Sent::Ok
     }
 
     /// Sends `login` (in `flow.out`) over TCP and judges the reply like any
     /// other. When the server cannot be reached, the flow tries again after
     /// the reconnect delay.
-    async fn login(&mut self, mut expect: Expect, flow: &mut Flow) {
+    async fn login(&mut self, mut expect: Expect, flow: &mut Flow, mut times: SendTimes) {
         let ctx = self.ctx.clone();
         let (count, timing) = (&ctx.stats.count, &ctx.timing);
         let retry = |flow: &mut Flow| flow.schedule.retry_at(Instant::now() + timing.reconnect_delay);
@@ -192,7 +196,9 @@ impl Client {
             return retry(flow);
         }
         count.sent.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
+        // Uncorrected, timed from the write; corrected, from the slot, the
+        // connection's set-up included (the request was due then).
+        times.sent = Instant::now();
         let mut replies = Replies::new(stream, ctx.framing);
         match timeout(timing.read_timeout, replies.next()).await {
             Err(_) => {
@@ -208,7 +214,7 @@ impl Client {
                 let now = Instant::now();
                 if self.script.check(&mut expect, trim(&reply)) == Verdict::Right {
                     count.received.fetch_add(1, Relaxed);
-                    ctx.stats.latency.record(self.id, now - sent_at);
+                    ctx.stats.replied(self.id, now, &times);
                 } else {
                     count.wrong_replies.fetch_add(1, Relaxed);
                 }
@@ -219,7 +225,7 @@ impl Client {
 
     fn on_timer(&mut self, flow: &mut Flow, now: Instant) {
         let read_timeout = self.ctx.timing.read_timeout;
-        let Some(p) = flow.waiting.take_if(|p| now >= p.sent_at + read_timeout) else { return };
+        let Some(p) = flow.waiting.take_if(|p| now >= p.times.sent + read_timeout) else { return };
         let count = &self.ctx.stats.count;
         count.timeouts.fetch_add(1, Relaxed);
         self.script.unanswered(&p.expect);
@@ -243,7 +249,7 @@ impl Client {
             // Judged all the same: the script learns from it (a token).
             self.script.check(&mut p.expect, reply);
             count.late_replies.fetch_add(1, Relaxed);
-            ctx.stats.latency.record(self.id, now - p.sent_at);
+            ctx.stats.replied(self.id, now, &p.times);
             return;
         }
         // Any other reply belongs to the request in flight; without one, it
@@ -262,11 +268,11 @@ impl Client {
         match self.script.check(&mut p.expect, reply) {
             Verdict::Right if in_time => {
                 count.received.fetch_add(1, Relaxed);
-                ctx.stats.latency.record(self.id, now - p.sent_at);
+                ctx.stats.replied(self.id, now, &p.times);
             }
             Verdict::Right => {
                 count.late_replies.fetch_add(1, Relaxed);
-                ctx.stats.latency.record(self.id, now - p.sent_at);
+                ctx.stats.replied(self.id, now, &p.times);
             }
             // Broadcasts (the only source of the other verdicts) are refused over UDP.
             Verdict::Wrong | Verdict::PublishFailed | Verdict::More => {
@@ -319,7 +325,7 @@ mod tests {
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
         let login = "127.0.0.1:9".parse().unwrap();
-        Client { id: 0, target, login, source: None, script, ctx: ctx.clone() }.run().await;
+        Client { id: 0, target, login, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
         // The first datagram times out at 100 ms; its reply comes at 150 ms,
         // while a newer request waits, and is told apart from that one's.
         testing::assert_one_late_reply(&ctx);

@@ -2,7 +2,7 @@
 //! program, each with the arguments its own crate declares.
 
 use clap::{Parser, Subcommand};
-use playground_load::LoadArgs;
+use playground_load::LoadCommand;
 use playground_logger::config::LoggerArgs;
 use playground_server::config::{ServeArgs, TcpArgs, UdpArgs};
 
@@ -25,8 +25,9 @@ pub enum Command {
     /// Run every server in one process, sharing one cache and one bus: the
     /// quickest way to try playground on one machine.
     Serve(ServeArgs),
-    /// Generate load against a server and report what happened.
-    Load(LoadArgs),
+    /// Generate load against a server and report what happened, or merge
+    /// the reports of several load generators (`load merge`).
+    Load(LoadCommand),
     /// Index the log topic into Elasticsearch/OpenSearch (nothing lost, nothing duplicated).
     Logger(Box<LoggerArgs>),
 }
@@ -42,7 +43,10 @@ mod tests {
             assert!(Cli::try_parse_from(["playground", role]).is_ok(), "{role}");
         }
         let cli = Cli::try_parse_from(["playground", "load", "tcp", "10", "127.0.0.1", "40000"]).unwrap();
-        let Command::Load(args) = cli.command else { panic!("load") };
-        assert_eq!(args.connections, 10);
+        let Command::Load(load) = cli.command else { panic!("load") };
+        assert_eq!(load.run.map(|a| a.connections), Some(10));
+        let cli = Cli::try_parse_from(["playground", "load", "merge", "a.json", "b.json"]).unwrap();
+        let Command::Load(load) = cli.command else { panic!("load merge") };
+        assert!(load.tool.is_some() && load.run.is_none());
     }
 }

@@ -22,25 +22,27 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let done = |r: anyhow::Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
         match cli.command {
             Command::Tcp(args) => {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
-                serve::run_tcp(args, shipper).await
+                done(serve::run_tcp(args, shipper).await)
             }
             Command::Udp(args) => {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
-                serve::run_udp(args, shipper).await
+                done(serve::run_udp(args, shipper).await)
             }
             Command::Serve(args) => {
                 let shipper = serve::init_logging(&args.common, &args.backends)?;
-                serve::run_serve(args, shipper).await
+                done(serve::run_serve(args, shipper).await)
             }
-            Command::Load(args) => playground_load::run(args).await,
-            Command::Logger(args) => playground_logger::run(*args).await,
+            // The load's exit code tells whether its results passed their checks.
+            Command::Load(command) => playground_load::run(command).await,
+            Command::Logger(args) => done(playground_logger::run(*args).await),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

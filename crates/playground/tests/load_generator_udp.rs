@@ -6,7 +6,9 @@
 mod common;
 
 use common::Server;
-use common::load::{assert_accounted, assert_refused, field, load_json, positional_echo, temp_file, total};
+use common::load::{
+    assert_accounted, assert_refused, field, load_json, load_json_exiting, positional_echo, temp_file, total,
+};
 
 #[test]
 fn udp_echo_in_the_original_positional_form() {
@@ -57,20 +59,24 @@ fn udp_datagrams_never_answered_are_timeouts() {
     // A socket that reads and never answers: no ICMP error, just silence.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
-    let r = load_json(&[
-        "udp",
-        "2",
-        "127.0.0.1",
-        &port,
-        "--conn-interval",
-        "0",
-        "--msg-interval",
-        "0",
-        "--alive",
-        "500ms",
-        "--read-timeout",
-        "100ms",
-    ]);
+    // Nothing succeeds: the run fails its checks (exit code 99), and reports.
+    let r = load_json_exiting(
+        &[
+            "udp",
+            "2",
+            "127.0.0.1",
+            &port,
+            "--conn-interval",
+            "0",
+            "--msg-interval",
+            "0",
+            "--alive",
+            "500ms",
+            "--read-timeout",
+            "100ms",
+        ],
+        99,
+    );
     let sent = total(&r, "sent");
     assert!((4..=12).contains(&sent), "two flows, a datagram every 100 ms for 500 ms: {r:#}");
     assert_eq!(total(&r, "received"), 0, "{r:#}");

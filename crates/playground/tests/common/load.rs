@@ -33,8 +33,15 @@ pub fn temp_file(ext: &str) -> PathBuf {
 
 /// Runs a load with `--json` and returns the parsed report.
 pub fn load_json(args: &[&str]) -> Value {
+    load_json_exiting(args, 0)
+}
+
+/// Runs a load with `--json` that must exit with `code` (99: its results
+/// failed their checks); returns the parsed report.
+pub fn load_json_exiting(args: &[&str], code: i32) -> Value {
     let path = temp_file("json");
-    load(&[args, &["--json", path.to_str().unwrap()]].concat());
+    let out = run_load(&[args, &["--json", path.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(code), "load: {}", String::from_utf8_lossy(&out.stderr));
     let report = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let _ = std::fs::remove_file(path);
     report

@@ -1,0 +1,140 @@
+//! `playground load merge a.json b.json ...`: one report of several load
+//! generators run at the same time (one machine's ephemeral ports or cores
+//! are not enough for 100,000 connections). Counts are summed and the HDR
+//! histograms merged, so percentiles are those of every request together,
+//! not an average of percentiles; rates are summed; the timeline adds up the
+//! generators' rows second by second (their per-second latency columns show
+//! the worst generator's). Thresholds may be judged again on the merged
+//! figures.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use super::delivery::DeliveryCheck;
+use super::report::{BroadcastReport, Report, peak_received_per_sec};
+use super::stats::Percentiles;
+use super::threshold::{Threshold, parse_threshold};
+use super::timeline::Second;
+
+/// `playground load merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Reports written with --json by `playground load` (or by an earlier merge).
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    /// Also write the merged report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Thresholds judged on the merged figures (as `playground load --threshold`).
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = parse_threshold)]
+    pub thresholds: Vec<Threshold>,
+}
+
+/// Reads and merges the reports named in `args`, judging its thresholds.
+pub fn merge_files(args: &MergeArgs) -> anyhow::Result<Report> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a report of `playground load --json` with histograms", path.display())
+        })?;
+        reports.push(report);
+    }
+    let mut merged = merge(reports)?;
+    // The generators' own thresholds stay in their reports: the merged
+    // report judges its own, and whether any request succeeded.
+    merged.judge(&args.thresholds);
+    Ok(merged)
+}
+
+/// The report of `reports` together.
+pub fn merge(reports: Vec<Report>) -> anyhow::Result<Report> {
+    let mut reports = reports.into_iter();
+    let Some(mut m) = reports.next() else { bail!("no report to merge") };
+    for r in reports {
+        m.generators += r.generators;
+        join(&mut m.protocol, &r.protocol);
+        join(&mut m.framing, &r.framing);
+        join(&mut m.scenario, &r.scenario);
+        join(&mut m.pacing, &r.pacing);
+        for t in r.targets {
+            if !m.targets.contains(&t) {
+                m.targets.push(t);
+            }
+        }
+        m.source_ips += r.source_ips;
+        m.connections += r.connections;
+        m.interrupted |= r.interrupted;
+        m.elapsed_secs = m.elapsed_secs.max(r.elapsed_secs);
+        m.warmup_secs = m.warmup_secs.max(r.warmup_secs);
+        m.measured_secs = m.measured_secs.max(r.measured_secs);
+        m.peak_connections += r.peak_connections;
+        m.totals = m.totals.plus(&r.totals);
+        m.sent_per_sec += r.sent_per_sec;
+        m.received_per_sec += r.received_per_sec;
+        m.histograms.add(&r.histograms);
+        m.broadcast = match (m.broadcast.take(), r.broadcast) {
+            (Some(a), Some(b)) => Some(BroadcastReport { check: add_checks(a.check, b.check), ..a }),
+            (a, b) => a.or(b),
+        };
+        m.last_connect_error = m.last_connect_error.or(r.last_connect_error);
+        add_timelines(&mut m.timeline, &r.timeline);
+    }
+    let t = &m.totals;
+    m.errors = t.errors();
+    m.timeout_percent = if t.sent == 0 { 0.0 } else { t.timeouts as f64 * 100.0 / t.sent as f64 };
+    m.peak_received_per_sec = peak_received_per_sec(&m.timeline);
+    m.latency_ms = Percentiles::of(&m.histograms.latency);
+    m.latency_uncorrected_ms = Percentiles::of(&m.histograms.latency_uncorrected);
+    if let Some(b) = &mut m.broadcast {
+        b.delivery_latency_ms = Percentiles::of(&m.histograms.delivery);
+    }
+    Ok(m)
+}
+
+/// `a`, or `a + b` when the generators differ.
+fn join(a: &mut String, b: &str) {
+    if !a.split(" + ").any(|x| x == b) {
+        *a = format!("{a} + {b}");
+    }
+}
+
+/// Each generator checks its own broadcasts (another run's are foreign to
+/// it), so the checks add up.
+fn add_checks(a: DeliveryCheck, b: DeliveryCheck) -> DeliveryCheck {
+    let mut per_client = a.per_client;
+    per_client.extend(b.per_client);
+    DeliveryCheck {
+        published: a.published + b.published,
+        clients: a.clients + b.clients,
+        expected: a.expected + b.expected,
+        received: a.received + b.received,
+        missing: a.missing + b.missing,
+        extra: a.extra + b.extra,
+        clients_missing: a.clients_missing + b.clients_missing,
+        per_client,
+    }
+}
+
+/// Adds `b`'s rows to `a`'s, row by row.
+fn add_timelines(a: &mut Vec<Second>, b: &[Second]) {
+    for (i, row) in b.iter().enumerate() {
+        let Some(mine) = a.get_mut(i) else {
+            a.push(row.clone());
+            continue;
+        };
+        mine.t = mine.t.max(row.t);
+        mine.secs = mine.secs.max(row.secs);
+        mine.connections += row.connections;
+        mine.counts = mine.counts.plus(&row.counts);
+        mine.errors += row.errors;
+        mine.sent_per_sec += row.sent_per_sec;
+        mine.received_per_sec += row.received_per_sec;
+        mine.latency_ms_p50 = mine.latency_ms_p50.max(row.latency_ms_p50);
+        mine.latency_ms_p99 = mine.latency_ms_p99.max(row.latency_ms_p99);
+        mine.latency_ms_max = mine.latency_ms_max.max(row.latency_ms_max);
+        mine.delivery_ms_p99 = mine.delivery_ms_p99.max(row.delivery_ms_p99);
+        mine.warmup |= row.warmup;
+    }
+}
