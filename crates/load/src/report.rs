@@ -96,7 +96,8 @@ impl Report {
     pub fn new(plan: &Plan, ctx: &Context, timeline: Timeline, elapsed: Duration, interrupted: bool) -> Report {
         let args = &plan.args;
         let totals = ctx.stats.count.snapshot().since(&timeline.base);
-        let warmup = args.warmup.min(elapsed);
+        // The warm-up ends when it was sampled, a little after --warmup.
+        let warmup = timeline.warmup_end.min(elapsed);
         let measured = elapsed - warmup;
         let secs = measured.as_secs_f64().max(1e-9);
         let broadcasting = plan.roles.iter().any(|r| matches!(r, Role::Broadcaster | Role::Listener))
@@ -219,8 +220,11 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "connections        {} opened, {} failed, peak {} open",
-            t.connections_opened, t.connect_errors, self.peak_connections
+            "connections        {} opened{}, {} failed, peak {} open",
+            t.connections_opened,
+            if self.warmup_secs > 0.0 { " after the warm-up" } else { "" },
+            t.connect_errors,
+            self.peak_connections
         )?;
         writeln!(f, "packets sent       {}", t.sent)?;
         writeln!(f, "packets received   {}", t.received)?;

@@ -275,27 +275,31 @@ async fn follow(
     }
 }
 
-/// Samples the timeline every second and at the end of the warm-up, and
-/// shows progress, until `stop`.
+/// Samples the timeline every second, and shows progress, until `stop`.
+/// The samples fall on whole seconds after the end of the warm-up, so that
+/// one of them ends it.
 async fn monitor(ctx: Arc<Context>, mut progress: Progress, stop: CancellationToken, warmup: Duration) -> Timeline {
     let mut timeline = Timeline::default();
-    let mut tick = tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let second = Duration::from_secs(1);
+    let first = match warmup.subsec_nanos() {
+        0 => second,
+        n => Duration::from_nanos(n.into()),
+    };
+    let warmed = ctx.start + warmup;
+    let mut tick = tokio::time::interval_at(ctx.start + first, second);
+    // Late samples keep to the grid, so the warm-up's end stays on it.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut warming = !warmup.is_zero();
-    let warmed = sleep_until(ctx.start + warmup);
-    tokio::pin!(warmed);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = &mut warmed, if warming => {
-                timeline.sample_stats(ctx.start.elapsed(), &ctx.stats, true);
-                warming = false;
-            }
-            _ = tick.tick() => {
+            due = tick.tick() => {
                 let at = ctx.start.elapsed();
+                warming = warming && due <= warmed;
                 if let Some(second) = timeline.sample_stats(at, &ctx.stats, warming).cloned() {
                     progress.update(&second, &timeline, ctx.stats.count.snapshot(), at);
                 }
+                warming = warming && due < warmed;
             }
         }
     }

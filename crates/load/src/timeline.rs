@@ -47,6 +47,8 @@ pub struct Timeline {
     pub total: Latencies,
     /// The counters at the end of the warm-up (zero without one).
     pub base: Counts,
+    /// When the warm-up ended, as sampled (zero without one).
+    pub warmup_end: Duration,
     /// The interval histograms, kept to be reused.
     scratch: Option<Latencies>,
 }
@@ -59,6 +61,7 @@ impl Default for Timeline {
             seconds: Vec::new(),
             total: Latencies::default(),
             base: Counts::default(),
+            warmup_end: Duration::ZERO,
             scratch: None,
         }
     }
@@ -82,6 +85,7 @@ impl Timeline {
     pub fn sample(&mut self, at: Duration, counts: Counts, open: i64, interval: &Latencies, warmup: bool) {
         if warmup {
             self.base = counts;
+            self.warmup_end = at;
         } else {
             self.total.add(interval);
         }
@@ -156,7 +160,7 @@ mod tests {
         t.sample(Duration::from_secs(1), counts(100, 90, 10), 10, &hist(&[100]), true);
         t.sample(Duration::from_millis(1500), counts(150, 140, 10), 10, &hist(&[50]), true);
         t.sample(Duration::from_millis(2500), counts(250, 240, 10), 10, &hist(&[1, 2]), false);
-        assert_eq!(t.base, counts(150, 140, 10));
+        assert_eq!((t.base, t.warmup_end), (counts(150, 140, 10), Duration::from_millis(1500)));
         assert_eq!(t.total.latency.len(), 2);
         assert!(t.total.latency.max() < 3000);
         let marks: Vec<bool> = t.seconds.iter().map(|s| s.warmup).collect();

@@ -163,8 +163,8 @@ fn ramp_stages_with_a_warmup() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!((r["connections"].as_u64(), r["peak_connections"].as_u64()), (Some(4), Some(4)), "{r:#}");
-    assert_eq!(r["warmup_secs"].as_f64(), Some(0.6));
-    assert!(stdout(&out).contains("warm-up            0.60 s"), "{}", stdout(&out));
+    assert!(r["warmup_secs"].as_f64().unwrap() >= 0.6, "{r:#}");
+    assert!(stdout(&out).contains("left out of the figures below"), "{}", stdout(&out));
     // The totals are those of the rows after the warm-up.
     let rows = r["timeline"].as_array().unwrap();
     assert!(rows.iter().any(|row| row["warmup"] == true), "{rows:#?}");
