@@ -320,6 +320,11 @@ mod tests {
         assert_eq!(a.source_ips.unwrap().0.len(), 4);
         assert_eq!(a.alive, Duration::from_secs(2));
         assert_eq!(a.json, Some(PathBuf::from("r.json")));
+        let b =
+            parse(&["tcp", "--stage", "1s:5conn", "--stage", "2s:9rps", "--threshold", "p99<5ms", "--pipeline", "4"])
+                .unwrap();
+        assert_eq!((b.stages.len(), b.thresholds.len(), b.pipeline), (2, 1, 4));
+        assert_eq!(b.warmup, Duration::ZERO);
     }
 
     #[test]
@@ -344,6 +349,11 @@ mod tests {
             (&["tcp", "--value-size", "300"], "value-size"),
             (&["tcp", "--payload", ""], "non-empty"),
             (&["udp", "--tcp-port", "http"], "tcp-port"),
+            (&["tcp", "--threshold", "p99"], "has no comparison"),
+            (&["tcp", "--threshold", "latency<5ms"], "unknown metric"),
+            (&["tcp", "--stage", "10s"], "names no target"),
+            (&["tcp", "--pipeline", "0"], "pipeline"),
+            (&["tcp", "--warmup", "soon"], "expected seconds"),
         ];
         for (args, needle) in cases {
             let err = parse(args).expect_err(&format!("{args:?} should fail")).to_string();

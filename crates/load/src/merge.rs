@@ -138,3 +138,38 @@ fn add_timelines(a: &mut Vec<Second>, b: &[Second]) {
         mine.warmup |= row.warmup;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::report;
+    use crate::threshold::parse_threshold;
+
+    #[test]
+    fn counts_add_up_and_percentiles_come_from_the_merged_histograms() {
+        let (mut a, mut b) = (report(3), report(2));
+        for ms in 1..=90 {
+            a.histograms.latency.record(ms * 1000).unwrap();
+        }
+        for ms in 91..=100 {
+            b.histograms.latency.record(ms * 1000).unwrap();
+        }
+        b.protocol = "udp".into();
+        b.totals.timeouts = 5;
+        // Through JSON, as the files carry them.
+        let b: Report = serde_json::from_str(&b.to_json()).unwrap();
+        let mut m = merge(vec![a, b]).unwrap();
+        assert_eq!((m.generators, m.connections, m.protocol.as_str()), (2, 20, "tcp + udp"));
+        assert_eq!((m.totals.sent, m.totals.timeouts, m.errors), (200, 5, 5));
+        assert_eq!(m.timeout_percent, 2.5);
+        // HDR histograms answer with the top of a value's bucket (3 digits).
+        assert_eq!(m.latency_ms.count, 100);
+        assert!((m.latency_ms.max - 100.0).abs() < 0.1, "{:?}", m.latency_ms);
+        assert!((m.latency_ms.p50 - 50.0).abs() < 0.1, "{:?}", m.latency_ms);
+        let rows: Vec<u64> = m.timeline.iter().map(|r| r.counts.sent).collect();
+        assert_eq!(rows, [80, 80, 40], "second by second");
+        m.judge(&[parse_threshold("p99<95ms").unwrap()]);
+        assert_eq!(m.failures, ["threshold p99<95ms"]);
+        assert!(merge(Vec::new()).is_err());
+    }
+}

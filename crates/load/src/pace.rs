@@ -251,4 +251,16 @@ mod tests {
         assert_eq!(p.next(t0, t0 + 1000 * MS), (t0 + 900 * MS, Missed { count: 895, period: MS }));
         assert_eq!(p.next(t0, t0 + 1000 * MS), (t0 + 901 * MS, Missed { count: 0, period: MS }));
     }
+
+    #[test]
+    fn a_ramping_rate_spaces_its_slots_by_the_ramp() {
+        let t0 = Instant::now();
+        let stage = crate::stages::parse_stage("1s:1000rps").unwrap();
+        let p = Pacer::new(crate::stages::rate(&[stage], 0.0), 250 * MS, t0);
+        let slots: Vec<Duration> = (0..=500).map(|_| p.next(t0, t0).0 - t0).collect();
+        // k requests are due at sqrt(k / 500) s: the rate rises by 1000/s each second.
+        let near = |d: Duration, secs: f64| (d.as_secs_f64() - secs).abs() < 1e-6;
+        assert!(near(slots[125], 0.5) && near(slots[500], 1.0), "{:?} {:?}", slots[125], slots[500]);
+        assert!(slots[2] - slots[1] > slots[500] - slots[499], "slots come closer as the rate rises");
+    }
 }

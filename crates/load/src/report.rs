@@ -327,7 +327,7 @@ fn write_timeline(f: &mut fmt::Formatter<'_>, seconds: &[Second]) -> fmt::Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn second(t: f64, sent: u64) -> Second {
@@ -347,7 +347,8 @@ mod tests {
         }
     }
 
-    fn report(seconds: usize) -> Report {
+    /// A run of `seconds` seconds, 40 requests a second, without latencies.
+    pub(crate) fn report(seconds: usize) -> Report {
         Report {
             generators: 1,
             protocol: "tcp".into(),

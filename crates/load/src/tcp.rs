@@ -353,6 +353,48 @@ mod tests {
         addr
     }
 
+    /// An echo server that answers only once `batch` requests have come,
+    /// all at once: a client that waits for each reply gets none in time.
+    async fn batching_echo(batch: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut held = String::new();
+            let mut count = 0;
+            while let Ok(Some(line)) = lines.next_line().await {
+                held += &format!("{}\n", line.strip_prefix("msg:").unwrap_or(&line));
+                count += 1;
+                if count % batch == 0 && w.write_all(std::mem::take(&mut held).as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_in_flight_together() {
+        let target = batching_echo(4).await;
+        let ctx = testing::pipelined(4);
+        let script = testing::echo_script(&ctx);
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        let c = ctx.stats.count.snapshot();
+        // Four requests go before any reply, so every batch is answered.
+        assert_eq!((c.timeouts, c.wrong_replies, c.resets), (0, 0, 0), "{c:?}");
+        assert!(c.received >= 40, "{c:?}");
+        assert_eq!(c.received + c.unanswered, c.sent, "{c:?}");
+        // One at a time, the first request never gets its reply in time.
+        let ctx = testing::context();
+        let script = testing::echo_script(&ctx);
+        let target = batching_echo(4).await;
+        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        let c = ctx.stats.count.snapshot();
+        assert!(c.timeouts >= 3, "{c:?}");
+    }
+
     #[tokio::test]
     async fn a_merged_packet_read_is_counted_and_later_replies_still_pair() {
         let target = merging_packet_echo().await;

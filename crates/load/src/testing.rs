@@ -18,13 +18,22 @@ use super::script::{Role, Script, ScriptConfig};
 use super::stats::Stats;
 
 /// A run starting now, of clients that live 600 ms, send every 10 ms and
-/// take a reply later than 100 ms for a timeout.
+/// take a reply later than 100 ms for a timeout, one request at a time.
 pub fn context() -> Arc<Context> {
     framed(Framing::Line)
 }
 
 /// Like [`context`], with `framing`.
 pub fn framed(framing: Framing) -> Arc<Context> {
+    with(framing, 1)
+}
+
+/// Like [`context`], with `depth` requests in flight per connection.
+pub fn pipelined(depth: usize) -> Arc<Context> {
+    with(Framing::Line, depth)
+}
+
+fn with(framing: Framing, pipeline: usize) -> Arc<Context> {
     let start = Instant::now();
     Arc::new(Context {
         stats: Stats::default(),
@@ -41,7 +50,7 @@ pub fn framed(framing: Framing) -> Arc<Context> {
             settle: Duration::ZERO,
         },
         framing,
-        pipeline: 1,
+        pipeline,
     })
 }
 
