@@ -295,26 +295,46 @@ mod tests {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     use tokio::net::TcpListener;
 
-    /// An echo server whose first reply comes `delay` late.
-    async fn slow_first_echo(delay: Duration) -> SocketAddr {
+    /// A line server for one connection: for each line `answer` says how
+    /// long to wait and what to write then (possibly nothing).
+    async fn line_server(mut answer: impl FnMut(&str) -> (Duration, String) + Send + 'static) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let (r, mut w) = stream.into_split();
             let mut lines = BufReader::new(r).lines();
-            let mut first = true;
             while let Ok(Some(line)) = lines.next_line().await {
-                if std::mem::take(&mut first) {
-                    tokio::time::sleep(delay).await;
-                }
-                let reply = format!("{}\n", line.strip_prefix("msg:").unwrap_or(&line));
+                let (wait, reply) = answer(&line);
+                tokio::time::sleep(wait).await;
                 if w.write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
             }
         });
         addr
+    }
+
+    fn echo(line: &str) -> String {
+        format!("{}\n", line.strip_prefix("msg:").unwrap_or(line))
+    }
+
+    /// An echo server whose first reply comes `delay` late.
+    async fn slow_first_echo(delay: Duration) -> SocketAddr {
+        let mut first = true;
+        line_server(move |line| (if std::mem::take(&mut first) { delay } else { Duration::ZERO }, echo(line))).await
+    }
+
+    /// An echo server that answers only once `batch` requests have come,
+    /// all at once: a client that waits for each reply gets none in time.
+    async fn batching_echo(batch: usize) -> SocketAddr {
+        let (mut held, mut count) = (String::new(), 0);
+        line_server(move |line| {
+            held += &echo(line);
+            count += 1;
+            (Duration::ZERO, if count % batch == 0 { std::mem::take(&mut held) } else { String::new() })
+        })
+        .await
     }
 
     #[tokio::test]
@@ -346,28 +366,6 @@ mod tests {
                 held.extend_from_slice(buf[..n].strip_prefix(b"msg:").unwrap_or(&buf[..n]));
                 reads += 1;
                 if reads > 1 && stream.write_all(&std::mem::take(&mut held)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        addr
-    }
-
-    /// An echo server that answers only once `batch` requests have come,
-    /// all at once: a client that waits for each reply gets none in time.
-    async fn batching_echo(batch: usize) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (r, mut w) = stream.into_split();
-            let mut lines = BufReader::new(r).lines();
-            let mut held = String::new();
-            let mut count = 0;
-            while let Ok(Some(line)) = lines.next_line().await {
-                held += &format!("{}\n", line.strip_prefix("msg:").unwrap_or(&line));
-                count += 1;
-                if count % batch == 0 && w.write_all(std::mem::take(&mut held).as_bytes()).await.is_err() {
                     return;
                 }
             }
