@@ -90,7 +90,12 @@ pub struct Cli {
 
 /// `playground load`: a run, or `merge` of the reports of several runs.
 #[derive(Debug, Clone, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 the run passed; 99 its results failed their checks (a --threshold was crossed, \
+                  or no request succeeded); 1 it could not start; 2 the command line is wrong."
+)]
 pub struct LoadCommand {
     #[command(subcommand)]
     pub tool: Option<Tool>,

@@ -150,8 +150,9 @@ impl Schedule {
 
     /// Sets `timer` to when the client's task must wake: the earliest reply
     /// deadline of the requests in flight, or the next send if the client is
-    /// not `full` (never after `end`), whichever comes first. A timer already right is left alone: resetting it costs a trip
-    /// through the timer wheel.
+    /// not `full` (never after `end`), whichever comes first. A timer
+    /// already right is left alone: resetting it costs a trip through the
+    /// timer wheel.
     pub fn set_timer(&self, timer: Pin<&mut Sleep>, reply_due: Option<Instant>, full: bool, end: Instant) {
         // While full, only a reply (or its deadline) lets the client go on.
         let send = (!full).then(|| self.next.map_or(end, |t| t.min(end)));

@@ -43,7 +43,8 @@ use super::runner::{Cancelled, Context, Conversation, Ended};
 use super::script::Script;
 use super::stats::SendTimes;
 
-/// Requests left unanswered on one connection before it is given up as dead.
+/// Requests left unanswered on one connection, beyond those `--pipeline`
+/// keeps in flight, before it is given up as dead.
 const MAX_PENDING: usize = 1024;
 
 /// One simulated client.
@@ -131,7 +132,7 @@ impl Conversation for Client {
                         ctx.stats.count.resets.fetch_add(1, Relaxed);
                         break Ended::Again;
                     }
-                    if conn.pending.len() > MAX_PENDING {
+                    if conn.pending.len() > MAX_PENDING + ctx.pipeline {
                         ctx.stats.count.resets.fetch_add(1, Relaxed);
                         break Ended::Again;
                     }
