@@ -60,23 +60,21 @@ fn udp_datagrams_never_answered_are_timeouts() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();
     // Nothing succeeds: the run fails its checks (exit code 99), and reports.
-    let r = load_json_exiting(
-        &[
-            "udp",
-            "2",
-            "127.0.0.1",
-            &port,
-            "--conn-interval",
-            "0",
-            "--msg-interval",
-            "0",
-            "--alive",
-            "500ms",
-            "--read-timeout",
-            "100ms",
-        ],
-        99,
-    );
+    let args = [
+        "udp",
+        "2",
+        "127.0.0.1",
+        &port,
+        "--conn-interval",
+        "0",
+        "--msg-interval",
+        "0",
+        "--alive",
+        "500ms",
+        "--read-timeout",
+        "100ms",
+    ];
+    let r = load_json_exiting(&args, 99);
     let sent = total(&r, "sent");
     assert!((4..=12).contains(&sent), "two flows, a datagram every 100 ms for 500 ms: {r:#}");
     assert_eq!(total(&r, "received"), 0, "{r:#}");
