@@ -366,7 +366,8 @@ class Load:
         if not self.keep:
             os.unlink(self.path)
         if code != 0:
-            raise Failure(f"the load exited with {code}")
+            why = "; ".join(report.get("failures") or [])
+            raise Failure(f"the load exited with {code}" + (f": {why}" if why else ""))
         return report
 
 
