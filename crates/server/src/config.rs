@@ -4,6 +4,7 @@
 //! message, which names the option by its variable (e.g. `<IDLE_TIMEOUT>`).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -100,6 +101,35 @@ pub struct TcpOptions {
     /// Address to bind the client listeners to.
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub tls: TlsOptions,
+}
+
+/// TLS on the TCP listener (docs/security.md): off unless TLS_CERT is set.
+#[derive(Debug, Clone, Args)]
+pub struct TlsOptions {
+    /// PEM certificate chain (leaf first) for TLS on the TCP listener; unset:
+    /// plain TCP. Read again when it changes.
+    #[arg(long, env = "TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of TLS_CERT (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How often TLS_CERT and TLS_KEY are checked for changes (modification
+    /// time and size) and reloaded.
+    #[arg(long, env = "TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
+    pub tls_reload_interval: Duration,
+    /// Time a client has to complete the TLS handshake after connecting.
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub tls_handshake_timeout: Duration,
+}
+
+/// A duration that must not be zero (a period or a time limit).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// The framing a connection uses, or `Auto` to let its first command decide
@@ -248,6 +278,11 @@ mod tests {
         assert!(err.to_string().contains("IDLE_TIMEOUT"), "{err}");
         let err = Cli::try_parse_from(["playground", "tcp", "--port", "70000"]).unwrap_err();
         assert!(err.to_string().contains("PORT"), "{err}");
+        assert_eq!(args.tcp.tls.tls_cert, None);
+        let err = Cli::try_parse_from(["playground", "tcp", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(err.to_string().contains("TLS_KEY"), "{err}");
+        let err = Cli::try_parse_from(["playground", "tcp", "--tls-reload-interval", "0"]).unwrap_err();
+        assert!(err.to_string().contains("TLS_RELOAD_INTERVAL"), "{err}");
     }
 
     #[test]

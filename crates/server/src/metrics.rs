@@ -21,6 +21,8 @@ pub fn describe() {
     describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
     describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
     describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
+    describe_counter!("playground_tcp_tls_handshake_failures_total", "TLS handshakes that failed or timed out");
+    describe_counter!("playground_tls_reloads_total", "Reloads of TLS_CERT/TLS_KEY after they changed, by result");
     describe_counter!("playground_tcp_framing_total", "TCP connections by the framing their first command chose");
     describe_counter!(
         "playground_tcp_packets_ignored_total",
@@ -84,6 +86,7 @@ pub struct TcpMetrics {
     pub framing_packet: Counter,
     /// Packet reads that were not a command (no reply, as the original).
     pub packets_ignored: Counter,
+    pub tls_handshake_failures: Counter,
 }
 
 impl TcpMetrics {
@@ -101,6 +104,7 @@ impl TcpMetrics {
             framing_line: counter!("playground_tcp_framing_total", "framing" => "line"),
             framing_packet: counter!("playground_tcp_framing_total", "framing" => "packet"),
             packets_ignored: counter!("playground_tcp_packets_ignored_total"),
+            tls_handshake_failures: counter!("playground_tcp_tls_handshake_failures_total"),
         }
     }
 

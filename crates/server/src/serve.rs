@@ -108,7 +108,8 @@ async fn run(
     let mut reconnect_grace = Duration::ZERO;
     if let Some((port, opts)) = tcp {
         let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port), opts.listen_backlog)?;
-        let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts);
+        let tls = tcp::Tls::start(&opts.tls, lifecycle.close.clone())?;
+        let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts, tls);
         tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
         reconnect_grace = opts.reconnect_grace;
     }

@@ -5,6 +5,7 @@
 pub mod load;
 pub mod original;
 pub mod packet;
+pub mod pki;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

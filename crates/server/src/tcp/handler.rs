@@ -1,5 +1,7 @@
 //! One task per connection: read commands, execute them, write replies, push
-//! broadcasts, enforce the idle timeout, and follow the shutdown phases.
+//! broadcasts, enforce the idle timeout, and follow the shutdown phases. With
+//! TLS the handshake comes first, and the same loop runs over the decrypted
+//! stream (both framings alike).
 //!
 //! The connection's framing (line or the original's packet framing, see
 //! [`super::codec`]) is decided by its first command: bytes that arrive
@@ -21,7 +23,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use playground_protocol::{Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::codec::FramedRead;
@@ -46,17 +48,38 @@ enum End {
     SlowReader,
     Reconnect,
     Io,
+    Handshake,
 }
 
 /// Serves one client until it leaves, idles out, is too slow, or shutdown.
 pub async fn handle(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) {
     shared.metrics.accepted.increment(1);
     shared.metrics.connections.increment(1.0);
-    let end = serve(&mut stream, addr, shared).await;
+    let end = match &shared.tls {
+        None => {
+            let (reader, writer) = stream.split();
+            serve(reader, writer, addr, shared).await
+        }
+        Some(tls) => match tls.accept(stream).await {
+            Ok(stream) => {
+                let (mut reader, mut writer) = tokio::io::split(stream);
+                let end = serve(&mut reader, &mut writer, addr, shared).await;
+                // close_notify, so that the client sees a clean end.
+                let mut stream = reader.unsplit(writer);
+                let _ = tokio::time::timeout(shared.write_timeout, stream.shutdown()).await;
+                end
+            }
+            Err(error) => {
+                debug!(%addr, %error, "TLS handshake failed");
+                End::Handshake
+            }
+        },
+    };
     debug!(%addr, ?end, "connection closed");
     match end {
         End::Idle => shared.metrics.idle_disconnects.increment(1),
         End::SlowReader => shared.metrics.slow_disconnects.increment(1),
+        End::Handshake => shared.metrics.tls_handshake_failures.increment(1),
         _ => {}
     }
     shared.metrics.connections.decrement(1.0);
@@ -71,8 +94,11 @@ enum Wake {
     Idle,
 }
 
-async fn serve(stream: &mut TcpStream, addr: SocketAddr, shared: &Shared) -> End {
-    let (reader, mut writer) = stream.split();
+async fn serve<R, W>(reader: R, mut writer: W, addr: SocketAddr, shared: &Shared) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let codec = FramingCodec::new(shared.framing, shared.max_line);
     let mut frames = FramedRead::with_capacity(reader, codec, READ_BUFFER);
     // Armed only while the framing is undecided and bytes without a line

@@ -1,11 +1,13 @@
 //! The TCP server: a [`listener`] accepts connections and spawns one
-//! [`handler`] task per client, which reads commands through the [`codec`]
-//! (line framing, or the original's packet framing),
-//! runs them through the shared executor and pushes broadcasts.
+//! [`handler`] task per client, which (after a TLS handshake when [`tls`] is
+//! on) reads commands through the [`codec`] (line framing, or the original's
+//! packet framing), runs them through the shared executor and pushes
+//! broadcasts.
 
 pub mod codec;
 mod handler;
 mod listener;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 pub use codec::FramingMode;
 pub use listener::{bind as listener_bind, serve};
 use playground_common::lifecycle::Lifecycle;
+pub use tls::Tls;
 
 use crate::config::TcpOptions;
 use crate::executor::Executor;
@@ -29,11 +32,13 @@ pub struct Shared {
     pub framing_grace: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
+    /// TLS on the listener, when TLS_CERT is set.
+    pub tls: Option<Tls>,
 }
 
 impl Shared {
-    /// Shared state for a server with `opts`.
-    pub fn new(executor: Arc<Executor>, lifecycle: Lifecycle, opts: &TcpOptions) -> Arc<Self> {
+    /// Shared state for a server with `opts` (and `tls`, made from them).
+    pub fn new(executor: Arc<Executor>, lifecycle: Lifecycle, opts: &TcpOptions, tls: Option<Tls>) -> Arc<Self> {
         Arc::new(Shared {
             executor,
             lifecycle,
@@ -44,6 +49,7 @@ impl Shared {
             framing_grace: opts.framing_grace,
             idle_timeout: opts.idle_timeout,
             write_timeout: opts.write_timeout,
+            tls,
         })
     }
 }
