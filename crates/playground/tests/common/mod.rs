@@ -6,6 +6,7 @@ pub mod load;
 pub mod original;
 pub mod packet;
 pub mod pki;
+pub mod toxi;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -318,9 +319,16 @@ impl UdpClient {
 
 /// A minimal HTTP/1.0 GET against 127.0.0.1:`port` (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path, "")
+}
+
+/// A minimal HTTP/1.0 request with a JSON `body` against 127.0.0.1:`port`
+/// (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let head = format!("Host: localhost\r\nContent-Type: application/json\r\nContent-Length: {}", body.len());
+    write!(s, "{method} {path} HTTP/1.0\r\n{head}\r\n\r\n{body}").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
