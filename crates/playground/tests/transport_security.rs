@@ -16,11 +16,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::logger::Logger;
 use common::pki::Pki;
-use common::{Client, Server, free_port, http_get};
+use common::{Client, Server, http_get};
 
 /// The secured endpoints and their CAs.
 struct Secured {
@@ -74,49 +74,14 @@ fn server(s: &Secured, ca: &str, pod: &str, bcast: &str, logs: &str) -> Server {
     Server::start("tcp", &env)
 }
 
-/// A `playground logger`, killed when dropped.
-struct Logger {
-    child: Child,
-    admin: u16,
-    log: PathBuf,
-}
-
-impl Logger {
-    fn start(s: &Secured, kafka_ca: &str, search_ca: &str, topic: &str, index: &str) -> Logger {
-        let admin = free_port();
-        let log = std::env::temp_dir().join(format!("playground-test-{index}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_playground"));
-        cmd.arg("logger").envs(kafka_env(s, kafka_ca)).envs([
-            ("KAFKA_LOGGING_TOPIC", topic),
-            ("KAFKA_CONSUMER_GROUP", index),
-            ("ELASTICSEARCH_ENDPOINT", &s.search),
-            ("ELASTICSEARCH_CA_FILE", search_ca),
-            ("ELASTICSEARCH_LOGGING_INDEX", index),
-            ("ELASTICSEARCH_ALIAS", &format!("{index}-alias")),
-            ("ELASTICSEARCH_REPLICAS", "0"),
-            ("ADMIN_PORT", &admin.to_string()),
-            ("ADMIN_BIND_ADDRESS", "127.0.0.1"),
-            ("READINESS_INTERVAL", "500ms"),
-            ("LOG_LEVEL", "info"),
-        ]);
-        cmd.stdout(std::fs::File::create(&log).unwrap()).stderr(Stdio::inherit());
-        Logger { child: cmd.spawn().expect("start playground logger"), admin, log }
-    }
-
-    fn readyz(&self) -> Option<u16> {
-        http_get(self.admin, "/readyz").map(|(status, _)| status)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Logger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A logger reading `topic` over SASL_SSL and writing to `index` over HTTPS.
+fn start_logger(s: &Secured, kafka_ca: &str, search_ca: &str, topic: &str, index: &str) -> Logger {
+    let alias = format!("{index}-alias");
+    let mut env = kafka_env(s, kafka_ca);
+    env.extend([("KAFKA_LOGGING_TOPIC", topic), ("KAFKA_CONSUMER_GROUP", index)]);
+    env.extend([("ELASTICSEARCH_ENDPOINT", s.search.as_str()), ("ELASTICSEARCH_CA_FILE", search_ca)]);
+    env.extend([("ELASTICSEARCH_LOGGING_INDEX", index), ("ELASTICSEARCH_ALIAS", &alias)]);
+    Logger::start(index, &env)
 }
 
 /// Polls `check` every 200 ms for up to `limit`.
@@ -158,7 +123,7 @@ fn broadcasts_log_shipping_and_indexing_over_sasl_ssl_and_https() {
 
     // Both instances' log events, shipped over SASL_SSL, are read by the
     // logger over SASL_SSL and indexed through HTTPS.
-    let logger = Logger::start(&s, ca, s.search_ca.to_str().unwrap(), &logs, &index);
+    let logger = start_logger(&s, ca, s.search_ca.to_str().unwrap(), &logs, &index);
     let indexed = |pod: &str| {
         http_get(s.plain_search_port, &format!("/{index}/_count?q=pod:%22{pod}%22"))
             .and_then(|(status, body)| (status == 200).then_some(body))
@@ -197,7 +162,7 @@ fn a_server_or_logger_that_trusts_another_ca_refuses_and_says_why() {
 
     // The logger with the wrong Kafka CA: not ready, and says why.
     let good_search_ca = s.search_ca.to_str().unwrap();
-    let logger = Logger::start(&s, wrong, good_search_ca, &logs, &index);
+    let logger = start_logger(&s, wrong, good_search_ca, &logs, &index);
     let said = within(Duration::from_secs(20), || logger.log().contains("certificate verify failed"));
     assert!(said, "the logger's log must say why:\n{}", logger.log());
     assert_eq!(logger.readyz(), Some(503));
@@ -205,7 +170,7 @@ fn a_server_or_logger_that_trusts_another_ca_refuses_and_says_why() {
     // The logger with the wrong search-engine CA: not ready, and says why.
     let good_kafka_ca = s.kafka_ca.to_str().unwrap();
     let unseen = unique("tls-index");
-    let logger = Logger::start(&s, good_kafka_ca, wrong, &logs, &unseen);
+    let logger = start_logger(&s, good_kafka_ca, wrong, &logs, &unseen);
     let said = within(Duration::from_secs(20), || logger.log().contains("certificate verify failed"));
     assert!(said, "the logger's log must say why:\n{}", logger.log());
     assert_eq!(logger.readyz(), Some(503));

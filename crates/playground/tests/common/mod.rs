@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod logger;
 pub mod original;
 pub mod packet;
 pub mod pki;
