@@ -1,16 +1,20 @@
-//! Network faults between the logger and the search engine, made by
-//! Toxiproxy in front of the real OpenSearch: added latency beyond
-//! ELASTICSEARCH_TIMEOUT, a bandwidth limit, connection resets and a black
-//! hole. For each: the logger feels it (bulk requests retried), carries on
-//! without a restart once it is gone, and loses nothing: every event shipped
-//! to Kafka is in the index exactly once (document ids are
-//! topic/partition/offset, so a retried bulk request overwrites).
+//! Network faults around the logger, made by Toxiproxy in front of the real
+//! OpenSearch (added latency beyond ELASTICSEARCH_TIMEOUT, a bandwidth limit,
+//! connection resets, a black hole) and in front of the real Kafka (latency,
+//! resets, a black hole). For each: the logger feels it (bulk requests
+//! retried, or not ready while Kafka does not answer), carries on without a
+//! restart once it is gone, and loses nothing: every event shipped to Kafka
+//! is in the index exactly once (document ids are topic/partition/offset, so
+//! a retried bulk request overwrites).
 //!
-//! Needs PLAYGROUND_TOXIPROXY, PLAYGROUND_KAFKA and PLAYGROUND_OPENSEARCH
-//! (`scripts/test` sets them).
+//! Needs PLAYGROUND_TOXIPROXY, PLAYGROUND_KAFKA, PLAYGROUND_OPENSEARCH and,
+//! for Kafka, PLAYGROUND_KAFKA_PROXIED(_UPSTREAM): a listener of the same
+//! broker as PLAYGROUND_KAFKA that advertises the proxy's address
+//! (`scripts/test` sets them all).
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::logger::Logger;
@@ -22,6 +26,16 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 /// The logger's ELASTICSEARCH_TIMEOUT here.
 const SEARCH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The Kafka proxy sits at the one address the broker advertises: one test at a time.
+static KAFKA_PROXY: Mutex<()> = Mutex::new(());
+
+/// Which of the logger's connections goes through the proxy.
+#[derive(PartialEq)]
+enum Side {
+    Search,
+    Kafka,
+}
+
 struct Rig {
     proxy: Proxy,
     logger: Logger,
@@ -29,26 +43,42 @@ struct Rig {
     topic: String,
     index: String,
     search_port: u16,
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
-fn rig(name: &str) -> Option<Rig> {
+fn var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    if value.is_none() {
+        assert!(std::env::var("PLAYGROUND_REQUIRE_SERVICES").is_err(), "{name} must be set (scripts/test does it)");
+        eprintln!("skipped: {name} not set; run scripts/test");
+    }
+    value
+}
+
+fn rig(name: &str, side: Side) -> Option<Rig> {
     let api = toxi::api()?;
-    let (Ok(kafka), Ok(search)) = (std::env::var("PLAYGROUND_KAFKA"), std::env::var("PLAYGROUND_OPENSEARCH")) else {
-        assert!(std::env::var("PLAYGROUND_REQUIRE_SERVICES").is_err(), "PLAYGROUND_KAFKA/OPENSEARCH unset");
-        eprintln!("skipped: PLAYGROUND_KAFKA / PLAYGROUND_OPENSEARCH not set; run scripts/test");
-        return None;
-    };
+    let (kafka, search) = (var("PLAYGROUND_KAFKA")?, var("PLAYGROUND_OPENSEARCH")?);
     let search_port: u16 = search.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
-    let proxy = Proxy::new(api, name, "127.0.0.1:0", &format!("127.0.0.1:{search_port}"));
+    let (proxy, turn, brokers, endpoint) = match side {
+        Side::Search => {
+            let proxy = Proxy::new(api, name, "127.0.0.1:0", &format!("127.0.0.1:{search_port}"));
+            let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+            (proxy, None, kafka.clone(), endpoint)
+        }
+        Side::Kafka => {
+            let (advertised, upstream) = (var("PLAYGROUND_KAFKA_PROXIED")?, var("PLAYGROUND_KAFKA_PROXIED_UPSTREAM")?);
+            let turn = KAFKA_PROXY.lock().unwrap_or_else(|e| e.into_inner());
+            (Proxy::new(api, name, &advertised, &upstream), Some(turn), advertised, search)
+        }
+    };
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let (topic, index) = (format!("faults-{name}-{nonce}"), format!("faults-{name}-{nonce}"));
-    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let timeout = format!("{}s", SEARCH_TIMEOUT.as_secs());
     let alias = format!("{index}-alias");
     let logger = Logger::start(
         &index,
         &[
-            ("KAFKA_BROKERS", &kafka),
+            ("KAFKA_BROKERS", &brokers),
             ("KAFKA_SASL_USER", "user"),
             ("KAFKA_SASL_PASSWORD", "password"),
             ("KAFKA_LOGGING_TOPIC", &topic),
@@ -69,7 +99,7 @@ fn rig(name: &str) -> Option<Rig> {
         .set("sasl.password", "password")
         .create()
         .unwrap();
-    let rig = Rig { proxy, logger, producer, topic, index, search_port };
+    let rig = Rig { proxy, logger, producer, topic, index, search_port, _turn: turn };
     rig.ship(0..50);
     rig.wait_indexed(50);
     Some(rig)
@@ -116,14 +146,28 @@ impl Rig {
         }
     }
 
+    /// Waits (30 s at most) until the logger reports not ready.
+    fn wait_unready(&self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while self.logger.readyz() != Some(503) {
+            assert!(Instant::now() < until, "the fault was not felt; log:\n{}", self.logger.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Ships 50 more events during the fault `kind`, then lifts it: all 100
     /// are indexed exactly once, without a restart.
-    fn nothing_lost_through(&self, kind: &str, attributes: &str) {
-        let toxic = self.proxy.add(kind, "upstream", attributes);
+    /// (Both ways: a Kafka fetch sent before the fault would otherwise
+    /// still bring its answer.)
+    fn nothing_lost_through(&self, side: Side, kind: &str, attributes: &str) {
+        let toxics = ["upstream", "downstream"].map(|stream| self.proxy.add(kind, stream, attributes));
         self.ship(50..100);
-        self.wait_retried();
+        match side {
+            Side::Search => self.wait_retried(),
+            Side::Kafka => self.wait_unready(),
+        }
         assert!(self.count() < 100, "indexed through the fault?");
-        self.proxy.remove(&toxic);
+        toxics.iter().for_each(|toxic| self.proxy.remove(toxic));
         self.wait_indexed(100);
     }
 }
@@ -136,26 +180,26 @@ impl Drop for Rig {
 
 #[test]
 fn search_engine_latency() {
-    let Some(r) = rig("os-latency") else { return };
+    let Some(r) = rig("os-latency", Side::Search) else { return };
     let delay = SEARCH_TIMEOUT.as_millis() * 3;
-    r.nothing_lost_through("latency", &format!(r#"{{"latency":{delay}}}"#));
+    r.nothing_lost_through(Side::Search, "latency", &format!(r#"{{"latency":{delay}}}"#));
 }
 
 #[test]
 fn search_engine_connection_reset() {
-    let Some(r) = rig("os-reset") else { return };
-    r.nothing_lost_through("reset_peer", r#"{"timeout":0}"#);
+    let Some(r) = rig("os-reset", Side::Search) else { return };
+    r.nothing_lost_through(Side::Search, "reset_peer", r#"{"timeout":0}"#);
 }
 
 #[test]
 fn search_engine_black_hole() {
-    let Some(r) = rig("os-blackhole") else { return };
-    r.nothing_lost_through("timeout", r#"{"timeout":0}"#);
+    let Some(r) = rig("os-blackhole", Side::Search) else { return };
+    r.nothing_lost_through(Side::Search, "timeout", r#"{"timeout":0}"#);
 }
 
 #[test]
 fn search_engine_bandwidth() {
-    let Some(r) = rig("os-bandwidth") else { return };
+    let Some(r) = rig("os-bandwidth", Side::Search) else { return };
     // 2 KB/s each way: slow, and everything still arrives while it lasts.
     let up = r.proxy.add("bandwidth", "upstream", r#"{"rate":2}"#);
     let down = r.proxy.add("bandwidth", "downstream", r#"{"rate":2}"#);
@@ -165,4 +209,26 @@ fn search_engine_bandwidth() {
     r.proxy.remove(&down);
     r.ship(100..150);
     r.wait_indexed(150);
+}
+
+#[test]
+fn kafka_latency_for_the_logger() {
+    let Some(r) = rig("kafka-latency", Side::Kafka) else { return };
+    // Slower reads, nothing else.
+    let toxic = r.proxy.add("latency", "downstream", r#"{"latency":500}"#);
+    r.ship(50..100);
+    r.wait_indexed(100);
+    r.proxy.remove(&toxic);
+}
+
+#[test]
+fn kafka_connection_reset_for_the_logger() {
+    let Some(r) = rig("kafka-reset", Side::Kafka) else { return };
+    r.nothing_lost_through(Side::Kafka, "reset_peer", r#"{"timeout":0}"#);
+}
+
+#[test]
+fn kafka_black_hole_for_the_logger() {
+    let Some(r) = rig("kafka-blackhole", Side::Kafka) else { return };
+    r.nothing_lost_through(Side::Kafka, "timeout", r#"{"timeout":0}"#);
 }
