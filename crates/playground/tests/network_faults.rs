@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::toxi::{self, Proxy};
 use common::{Client, Server};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 
 /// The servers' MEMCACHED_TIMEOUT here.
 const CACHE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -142,7 +145,8 @@ struct KafkaRig {
     receiver: Client,
     token: String,
     proxy: Proxy,
-    _server: Server,
+    logs_topic: String,
+    server: Server,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -157,6 +161,7 @@ fn kafka_behind_proxy(name: &str) -> Option<KafkaRig> {
     let turn = KAFKA_PROXY.lock().unwrap_or_else(|e| e.into_inner());
     let proxy = Proxy::new(api, name, &advertised, &upstream);
     let topic = format!("faults-{}", uuid::Uuid::new_v4().simple());
+    let logs_topic = format!("{topic}-logs");
     let server = Server::start(
         "tcp",
         &[
@@ -164,7 +169,7 @@ fn kafka_behind_proxy(name: &str) -> Option<KafkaRig> {
             ("KAFKA_SASL_USER", "user"),
             ("KAFKA_SASL_PASSWORD", "password"),
             ("KAFKA_BCAST_TOPIC", &topic),
-            ("KAFKA_LOGGING_TOPIC", &format!("{topic}-logs")),
+            ("KAFKA_LOGGING_TOPIC", &logs_topic),
             ("KAFKA_PUBLISH_TIMEOUT", "2s"),
             ("SIGTERM_TIMEOUT", "0"),
         ],
@@ -172,7 +177,7 @@ fn kafka_behind_proxy(name: &str) -> Option<KafkaRig> {
     let (mut sender, mut receiver) = (server.connect(), server.connect());
     let token = sender.login();
     assert_eq!(receiver.ask("msg:ready"), "ready");
-    let mut rig = KafkaRig { sender, receiver, token, proxy, _server: server, _turn: turn };
+    let mut rig = KafkaRig { sender, receiver, token, proxy, logs_topic, server, _turn: turn };
     rig.assert_recovers("first");
     Some(rig)
 }
@@ -227,6 +232,35 @@ impl KafkaRig {
     }
 }
 
+impl KafkaRig {
+    /// Whether a log event with one of `texts` reaches the logging topic
+    /// within 30 s (read directly from the broker of PLAYGROUND_KAFKA, the
+    /// same one).
+    fn shipped(&self, texts: &[&str]) -> bool {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", std::env::var("PLAYGROUND_KAFKA").unwrap())
+            .set("security.protocol", "sasl_plaintext")
+            .set("sasl.mechanism", "PLAIN")
+            .set("sasl.username", "user")
+            .set("sasl.password", "password")
+            .set("group.id", format!("{}-check", self.logs_topic))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&self.logs_topic]).unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+                let event = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                if texts.iter().any(|t| event.contains(t)) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
 #[test]
 fn kafka_latency() {
     let Some(mut k) = kafka_behind_proxy("kafka-latency") else { return };
@@ -267,4 +301,9 @@ fn kafka_black_hole() {
     k.assert_fails_in_time("unconfirmed-black-hole", PUBLISH_TIMEOUT * 2);
     k.proxy.remove(&toxic);
     k.assert_recovers("after-black-hole");
+    // What the server logged during the fault (the failed publish, or the
+    // probe's finding, whichever came first) was kept and shipped after it.
+    let during = ["broadcast not published", "Kafka unreachable"];
+    assert!(k.shipped(&during), "log events from the fault not shipped:\n{}", k.server.log());
+    assert_eq!(k.server.metric("playground_log_events_dropped_total{reason=\"delivery_failed\"}"), Some(0.0));
 }
