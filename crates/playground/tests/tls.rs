@@ -1,8 +1,9 @@
 //! TLS on the TCP listener over real sockets, with certificates made by the
 //! `openssl` tool: both framings through a rustls client, `openssl s_client`
 //! as a client (and its refusal of a certificate from another CA), plain TCP
-//! refused without harm, the certificate reloaded when its files change, and
-//! a bad pair refused at start-up with the reason.
+//! refused without harm, the certificate reloaded when its files change, a
+//! bad pair refused at start-up with the reason, and `reconnect` at shutdown
+//! in both framings.
 
 mod common;
 
@@ -206,4 +207,21 @@ fn a_bad_pair_stops_start_up_with_the_reason() {
         assert!(!out.status.success(), "{text}");
         assert!(text.contains(want), "expected {want:?} in:\n{text}");
     }
+}
+
+#[test]
+fn shutdown_says_reconnect_over_tls() {
+    let pki = Pki::new("shutdown");
+    let (cert, key) = pki.server("server");
+    let mut server = tls_server(&cert, &key, &[("SIGTERM_TIMEOUT", "0"), ("RECONNECT_GRACE", "2s")]);
+    let mut line = TlsClient::connect(server.port, &pki.ca()).unwrap();
+    assert_eq!(line.ask("msg:before"), "before");
+    let mut packet = TlsClient::connect(server.port, &pki.ca()).unwrap();
+    packet.send_raw(b"msg:p");
+    assert_eq!(packet.read_some(), b"p");
+    server.signal("TERM");
+    assert_eq!(line.read_line(), "reconnect");
+    assert_eq!(packet.read_some(), b"reconnect");
+    drop((line, packet));
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
 }
