@@ -200,6 +200,10 @@ pub struct BackendOptions {
     /// Entries the embedded cache holds (used when MEMCACHED_SERVICE is unset).
     #[arg(long, env = "CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_capacity: u64,
+    /// How long a token issued by `login` stays valid (at most 30 days,
+    /// memcached's limit for a relative time to live).
+    #[arg(long, env = "TOKEN_TTL", default_value = "20m", value_parser = parse_token_ttl)]
+    pub token_ttl: Duration,
     #[command(flatten)]
     pub memcached: MemcachedOptions,
     #[command(flatten)]
@@ -207,6 +211,13 @@ pub struct BackendOptions {
     /// Log events queued for shipping to Kafka before new ones are dropped (and counted).
     #[arg(long, env = "LOG_SHIP_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub log_ship_queue: u32,
+}
+
+/// A token's time to live: a duration of 1 s to 30 days.
+fn parse_token_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(s)?;
+    let range = Duration::from_secs(1)..=Duration::from_secs(30 * 24 * 3600);
+    if range.contains(&ttl) { Ok(ttl) } else { Err("a token must live between 1s and 30 days".into()) }
 }
 
 /// The memcached cache, shared by every instance.

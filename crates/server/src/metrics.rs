@@ -30,6 +30,10 @@ pub fn describe() {
     );
     describe_counter!("playground_commands_total", "Commands handled, by transport, command and outcome");
     describe_histogram!("playground_command_duration_seconds", "Time to execute a command, by transport and command");
+    describe_counter!(
+        "playground_token_checks_total",
+        "Token checks, by source: `connection` (issued on the same connection, no cache round trip) or `cache`"
+    );
     describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
     describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
     describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
@@ -68,6 +72,29 @@ impl CommandMetrics {
         let i = kind.map_or(CommandKind::ALL.len(), CommandKind::index);
         if ok { &self.ok[i] } else { &self.error[i] }.increment(1);
         self.latency[i].record(elapsed.as_secs_f64());
+    }
+}
+
+/// Token checks by where they were answered.
+#[derive(Clone)]
+pub struct TokenCheckMetrics {
+    /// By the connection that was issued the token.
+    pub connection: Counter,
+    /// By a cache lookup.
+    pub cache: Counter,
+}
+
+impl TokenCheckMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        let by = |source: &'static str| counter!("playground_token_checks_total", "source" => source);
+        TokenCheckMetrics { connection: by("connection"), cache: by("cache") }
+    }
+}
+
+impl Default for TokenCheckMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

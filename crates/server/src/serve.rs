@@ -101,7 +101,7 @@ async fn run(
             "Embedded cache or bus: state is not shared with other instances (set MEMCACHED_SERVICE and KAFKA_BROKERS to share it)"
         );
     }
-    let executor = Arc::new(Executor::new(b.cache, b.bus));
+    let executor = Arc::new(Executor::new(b.cache, b.bus).with_token_ttl(backend.token_ttl));
     let admin_addr = SocketAddr::new(common.process.admin_bind_address, common.process.admin_port);
     admin::start(admin_addr, prometheus, lifecycle.clone()).await?;
 

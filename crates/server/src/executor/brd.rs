@@ -7,8 +7,8 @@ use playground_protocol::{ErrorReply, Reply, Token};
 
 use super::{Executor, Peer};
 
-pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, message: Bytes) -> Reply {
-    match exec.token_valid(token, peer).await {
+pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, known: bool, message: Bytes) -> Reply {
+    match exec.token_valid(token, known, peer).await {
         Ok(true) => {}
         Ok(false) => return ErrorReply::InvalidTokenRelogin.into(),
         Err(e) => return e.into(),

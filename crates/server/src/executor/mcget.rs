@@ -5,8 +5,8 @@ use playground_protocol::{ErrorReply, Key, Reply, Token};
 use super::{Executor, Peer};
 use crate::cache::CacheKey;
 
-pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, key: &Key) -> Reply {
-    match exec.token_valid(token, peer).await {
+pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, known: bool, key: &Key) -> Reply {
+    match exec.token_valid(token, known, peer).await {
         Ok(true) => {}
         Ok(false) => return ErrorReply::InvalidToken.into(),
         Err(e) => return e.into(),

@@ -6,8 +6,8 @@ use playground_protocol::{ErrorReply, Key, Reply, Token};
 use super::{CLIENT_DATA_TTL, Executor, Peer};
 use crate::cache::CacheKey;
 
-pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, key: &Key, value: Bytes) -> Reply {
-    match exec.token_valid(token, peer).await {
+pub(super) async fn run(exec: &Executor, peer: &Peer, token: &Token, known: bool, key: &Key, value: Bytes) -> Reply {
+    match exec.token_valid(token, known, peer).await {
         Ok(true) => {}
         Ok(false) => return ErrorReply::InvalidToken.into(),
         Err(e) => return e.into(),

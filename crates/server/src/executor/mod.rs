@@ -7,6 +7,7 @@ mod login;
 mod mcget;
 mod mcset;
 mod msg;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use playground_protocol::{Command, CommandKind, ErrorReply, Reply, Token, parse}
 
 use crate::bus::Bus;
 use crate::cache::{Cache, CacheKey};
-use crate::metrics::CommandMetrics;
+use crate::metrics::{CommandMetrics, TokenCheckMetrics};
+pub use session::Session;
 
-/// How long a login token lives (the original's 20 minutes).
+/// How long a login token lives by default (the original's 20 minutes).
 pub const TOKEN_TTL: Duration = Duration::from_secs(20 * 60);
 /// How long client data lives (the original's 360 seconds).
 pub const CLIENT_DATA_TTL: Duration = Duration::from_secs(360);
@@ -49,13 +51,20 @@ pub struct Executor {
     cache: Arc<dyn Cache>,
     bus: Arc<dyn Bus>,
     published: Counter,
+    token_ttl: Duration,
+    token_checks: TokenCheckMetrics,
 }
 
 impl Executor {
-    /// An executor over the given backends.
+    /// An executor over the given backends, issuing tokens for [`TOKEN_TTL`].
     pub fn new(cache: Arc<dyn Cache>, bus: Arc<dyn Bus>) -> Self {
         let published = metrics::counter!("playground_broadcasts_published_total");
-        Executor { cache, bus, published }
+        Executor { cache, bus, published, token_ttl: TOKEN_TTL, token_checks: TokenCheckMetrics::new() }
+    }
+
+    /// The same, issuing tokens that live `ttl`.
+    pub fn with_token_ttl(self, ttl: Duration) -> Self {
+        Executor { token_ttl: ttl, ..self }
     }
 
     /// The bus, for subscribing connections to broadcasts.
@@ -69,7 +78,15 @@ impl Executor {
     }
 
     /// Parses and runs one line from `peer`, recording it in `metrics`.
-    pub async fn execute(&self, line: Bytes, peer: &Peer, metrics: &CommandMetrics) -> Reply {
+    /// `session` is the connection's own record of the tokens it was issued
+    /// (TCP); without one (UDP) every token is checked in the cache.
+    pub async fn execute(
+        &self,
+        line: Bytes,
+        peer: &Peer,
+        session: Option<&mut Session>,
+        metrics: &CommandMetrics,
+    ) -> Reply {
         let started = Instant::now();
         let kind = CommandKind::of_line(&line);
         let reply = match kind {
@@ -80,7 +97,7 @@ impl Executor {
                 ErrorReply::TcpOnly(k.word()).into()
             }
             _ => match parse(line) {
-                Ok(command) => self.run(command, peer).await,
+                Ok(command) => self.run(command, peer, session).await,
                 Err(e) => e.into(),
             },
         };
@@ -88,19 +105,35 @@ impl Executor {
         reply
     }
 
-    async fn run(&self, command: Command, peer: &Peer) -> Reply {
+    async fn run(&self, command: Command, peer: &Peer, session: Option<&mut Session>) -> Reply {
+        let vouched = |token: &Token| session.as_ref().is_some_and(|s| s.vouches_for(token, Instant::now()));
         match command {
-            Command::Login => login::run(self, peer).await,
+            Command::Login => login::run(self, peer, session).await,
             Command::Msg { content } => msg::run(content),
-            Command::McSet { token, key, value } => mcset::run(self, peer, &token, &key, value).await,
-            Command::McGet { token, key } => mcget::run(self, peer, &token, &key).await,
-            Command::Brd { token, message } => brd::run(self, peer, &token, message).await,
+            Command::McSet { token, key, value } => {
+                let known = vouched(&token);
+                mcset::run(self, peer, &token, known, &key, value).await
+            }
+            Command::McGet { token, key } => {
+                let known = vouched(&token);
+                mcget::run(self, peer, &token, known, &key).await
+            }
+            Command::Brd { token, message } => {
+                let known = vouched(&token);
+                brd::run(self, peer, &token, known, message).await
+            }
         }
     }
 
-    /// Whether `token` is valid for `peer` under its transport's rule.
-    /// `Err` means the cache could not be asked.
-    async fn token_valid(&self, token: &Token, peer: &Peer) -> Result<bool, ErrorReply> {
+    /// Whether `token` is valid for `peer` under its transport's rule:
+    /// at once when the connection issued it itself (`known`), otherwise by
+    /// asking the cache. `Err` means the cache could not be asked.
+    async fn token_valid(&self, token: &Token, known: bool, peer: &Peer) -> Result<bool, ErrorReply> {
+        if known {
+            self.token_checks.connection.increment(1);
+            return Ok(true);
+        }
+        self.token_checks.cache.increment(1);
         let owner = self.cache.get(&CacheKey::token(token)).await.map_err(|_| ErrorReply::CacheUnavailable)?;
         let Some(owner) = owner else { return Ok(false) };
         Ok(match peer.transport {

@@ -25,7 +25,7 @@ fn udp(addr: &str, check_ip: bool) -> Peer {
 
 async fn run(e: &Executor, peer: &Peer, line: &str) -> String {
     let m = CommandMetrics::new("tcp");
-    let reply = e.execute(Bytes::copy_from_slice(line.as_bytes()), peer, &m).await;
+    let reply = e.execute(Bytes::copy_from_slice(line.as_bytes()), peer, None, &m).await;
     String::from_utf8(reply.to_line().to_vec()).unwrap()
 }
 
@@ -142,4 +142,40 @@ async fn a_cache_that_is_down_gives_a_clear_error() {
     assert_eq!(run(&e, &a, &format!("mcget:{t}:k")).await, "error: cache unavailable\n");
     assert_eq!(run(&e, &a, &format!("brd:{t}:m")).await, "error: cache unavailable\n");
     assert_eq!(run(&e, &a, "msg:still works").await, "still works\n");
+}
+
+/// A cache that stores client data but loses every token at once (as an
+/// eviction or a restart would).
+struct ForgetfulCache(EmbeddedCache);
+
+#[async_trait]
+impl crate::cache::Cache for ForgetfulCache {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, CacheError> {
+        if key.as_bytes().starts_with(playground_protocol::CLIENT_PREFIX) { self.0.get(key).await } else { Ok(None) }
+    }
+    async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
+        self.0.set(key, value, ttl).await
+    }
+    fn describe(&self) -> String {
+        "forgetful".into()
+    }
+}
+
+#[tokio::test]
+async fn the_connection_that_was_issued_a_token_checks_it_without_the_cache() {
+    let e = Executor::new(Arc::new(ForgetfulCache(EmbeddedCache::new(100))), Arc::new(EmbeddedBus::new(16)));
+    let a = tcp("127.0.0.1:5000");
+    let m = CommandMetrics::new("tcp");
+    let mut session = Session::default();
+    let ask = async |session: Option<&mut Session>, line: &str| {
+        let reply = e.execute(Bytes::copy_from_slice(line.as_bytes()), &a, session, &m).await;
+        String::from_utf8(reply.to_line().to_vec()).unwrap()
+    };
+    let t = ask(Some(&mut session), "login").await;
+    let t = t.trim_end();
+    assert_eq!(ask(Some(&mut session), &format!("mcset:{t}:k:v")).await, "success\n");
+    assert_eq!(ask(Some(&mut session), &format!("mcget:{t}:k")).await, "v\n");
+    // Without the connection's record, the cache is asked, and it has lost the token.
+    assert_eq!(ask(None, &format!("mcget:{t}:k")).await, "error: invalid token\n");
+    assert_eq!(ask(Some(&mut Session::default()), &format!("mcget:{t}:k")).await, "error: invalid token\n");
 }

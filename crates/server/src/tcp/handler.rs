@@ -32,7 +32,7 @@ use tracing::debug;
 use super::Shared;
 use super::codec::{FramingCodec, Input};
 use crate::bus::Delivery;
-use crate::executor::{Peer, Transport};
+use crate::executor::{Peer, Session, Transport};
 
 /// Initial read buffer per connection; it grows only for long lines, so idle
 /// connections stay cheap.
@@ -107,6 +107,7 @@ where
     let mut counted = false;
     let mut broadcasts = shared.executor.bus().subscribe();
     let peer = Peer { addr, transport: Transport::Tcp };
+    let mut session = Session::default();
     let reconnect = shared.lifecycle.reconnect.clone().cancelled_owned();
     tokio::pin!(reconnect);
     // The idle deadline moves on every command, but the timer is only re-armed
@@ -172,7 +173,7 @@ where
         }
         last_command = Instant::now();
         let mut out = BytesMut::new();
-        reply_to(frame, &peer, shared, &mut out).await;
+        reply_to(frame, &peer, &mut session, shared, &mut out).await;
         // Pipelined commands already buffered get their replies in the same write.
         // `now_or_never` never waits for the socket: a buffered `\n` may
         // only end a discarded over-long line. (A packet connection never has
@@ -193,7 +194,7 @@ where
                 break;
             }
             match frames.next().now_or_never() {
-                Some(Some(Ok(frame))) => reply_to(frame, &peer, shared, &mut out).await,
+                Some(Some(Ok(frame))) => reply_to(frame, &peer, &mut session, shared, &mut out).await,
                 _ => break,
             }
         }
@@ -224,7 +225,7 @@ fn framed(line: &Bytes, packet: bool) -> &[u8] {
 /// Runs one frame and appends its reply (if any) to `out`, in the frame's
 /// framing. A packet that is not a known command gets no reply, as with the
 /// original; it is counted.
-async fn reply_to(input: Input, peer: &Peer, shared: &Shared, out: &mut BytesMut) {
+async fn reply_to(input: Input, peer: &Peer, session: &mut Session, shared: &Shared, out: &mut BytesMut) {
     let (reply, ending) = match input {
         Input::Line(Frame::Line(line)) => {
             shared.metrics.bytes_in.increment(line.len() as u64 + 1);
@@ -232,7 +233,7 @@ async fn reply_to(input: Input, peer: &Peer, shared: &Shared, out: &mut BytesMut
             let reply = if content_len > shared.max_line {
                 too_long(shared)
             } else {
-                shared.executor.execute(line, peer, &shared.commands).await
+                shared.executor.execute(line, peer, Some(session), &shared.commands).await
             };
             (reply, Ending::Newline)
         }
@@ -243,7 +244,7 @@ async fn reply_to(input: Input, peer: &Peer, shared: &Shared, out: &mut BytesMut
             let reply = if command.len() > shared.max_line {
                 too_long(shared)
             } else {
-                shared.executor.execute(command, peer, &shared.commands).await
+                shared.executor.execute(command, peer, Some(session), &shared.commands).await
             };
             if reply == Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)) {
                 shared.metrics.packets_ignored.increment(1);

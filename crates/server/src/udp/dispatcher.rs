@@ -128,7 +128,7 @@ impl SocketWorker {
         Box::pin(async move {
             let peer = Peer { addr: from, transport: self.shared.transport };
             let ending = Ending::mirroring(&datagram);
-            (self.shared.executor.execute(datagram, &peer, &self.shared.commands).await, ending)
+            (self.shared.executor.execute(datagram, &peer, None, &self.shared.commands).await, ending)
         })
     }
 
