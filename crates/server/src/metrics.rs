@@ -36,6 +36,10 @@ pub fn describe() {
     );
     describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
     describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
+    describe_histogram!(
+        "playground_broadcast_fanout_duration_seconds",
+        "Time from a broadcast reaching this instance (from the bus) to its line written to the last local client"
+    );
     describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
     describe_counter!("playground_bytes_sent_total", "Bytes sent to clients, by transport");
     describe_counter!("playground_udp_packets_received_total", "UDP datagrams received");

@@ -6,9 +6,23 @@
 //! The ring is also each client's bounded outgoing queue: a client that falls
 //! more than `capacity` lines behind is told so ([`Delivery::Lagged`]) and the
 //! connection handler disconnects it, so a slow reader never delays others.
+//!
+//! Each broadcast also counts the subscribers it was queued for. A
+//! subscriber is done with it when it drops the [`Pushed`] it received (the
+//! handler keeps it until the line is written to its socket) or leaves
+//! without reading it; when the last one is done, the time since the bus
+//! handed the broadcast over is recorded in
+//! `playground_broadcast_fanout_duration_seconds`: the server's own share of
+//! a broadcast's latency. A broadcast some subscriber skipped because it
+//! lagged is not recorded (that subscriber is disconnected).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use metrics::Histogram;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -16,14 +30,59 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 /// The sending side, shared by the bus implementation.
 #[derive(Clone)]
 pub struct Fanout {
-    tx: broadcast::Sender<Bytes>,
+    tx: broadcast::Sender<Arc<Broadcast>>,
+    fanout_time: Histogram,
+}
+
+/// One broadcast in the ring.
+struct Broadcast {
+    line: Bytes,
+    since: Instant,
+    /// Subscribers not yet done with it, plus the count added once it was
+    /// queued (so it can go below zero meanwhile; the one that brings it to
+    /// zero records the time).
+    left: AtomicIsize,
+    fanout_time: Histogram,
+}
+
+impl Broadcast {
+    /// Adds `n` to the subscribers left; records the fan-out time if that
+    /// makes it the last.
+    fn settle(&self, n: isize) {
+        if self.left.fetch_add(n, Ordering::AcqRel) + n == 0 {
+            self.fanout_time.record(self.since.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// A broadcast line as one subscriber received it; dropping it tells the
+/// fan-out this subscriber is done with it.
+pub struct Pushed(Arc<Broadcast>);
+
+impl std::fmt::Debug for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pushed").field(&self.0.line).finish()
+    }
+}
+
+impl Pushed {
+    /// The line to push, `\n` included.
+    pub fn line(&self) -> &Bytes {
+        &self.0.line
+    }
+}
+
+impl Drop for Pushed {
+    fn drop(&mut self) {
+        self.0.settle(-1);
+    }
 }
 
 /// What a subscriber gets next.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Delivery {
-    /// One line to push, `\n` included.
-    Line(Bytes),
+    /// One line to push.
+    Line(Pushed),
     /// The subscriber fell behind and missed this many lines.
     Lagged(u64),
     /// The bus is gone (shutdown).
@@ -34,14 +93,14 @@ pub enum Delivery {
 pub struct Subscription {
     // The stream keeps one boxed receive future alive between polls, so a
     // client is registered once rather than on every loop of its handler.
-    stream: BroadcastStream<Bytes>,
+    stream: BroadcastStream<Arc<Broadcast>>,
 }
 
 impl Fanout {
     /// A fan-out whose subscribers may each fall `capacity` lines behind.
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Fanout { tx }
+        Fanout { tx, fanout_time: metrics::histogram!("playground_broadcast_fanout_duration_seconds") }
     }
 
     /// Delivers `message` (without its line end) to every current subscriber.
@@ -50,7 +109,17 @@ impl Fanout {
         let mut line = BytesMut::with_capacity(message.len() + 1);
         line.put_slice(message);
         line.put_u8(b'\n');
-        self.tx.send(line.freeze()).unwrap_or(0)
+        let broadcast = Arc::new(Broadcast {
+            line: line.freeze(),
+            since: Instant::now(),
+            left: AtomicIsize::new(0),
+            fanout_time: self.fanout_time.clone(),
+        });
+        let queued = self.tx.send(broadcast.clone()).unwrap_or(0);
+        if queued > 0 {
+            broadcast.settle(queued as isize);
+        }
+        queued
     }
 
     /// A new subscriber, receiving what is delivered from now on.
@@ -68,9 +137,18 @@ impl Subscription {
     /// Waits for the next delivery. Cancel-safe.
     pub async fn next(&mut self) -> Delivery {
         match self.stream.next().await {
-            Some(Ok(line)) => Delivery::Line(line),
+            Some(Ok(broadcast)) => Delivery::Line(Pushed(broadcast)),
             Some(Err(BroadcastStreamRecvError::Lagged(n))) => Delivery::Lagged(n),
             None => Delivery::Closed,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    /// A subscriber that leaves is done with what it had not read yet.
+    fn drop(&mut self) {
+        while let Some(Some(Ok(broadcast))) = self.stream.next().now_or_never() {
+            drop(Pushed(broadcast));
         }
     }
 }
@@ -79,14 +157,23 @@ impl Subscription {
 mod tests {
     use super::*;
 
+    impl Delivery {
+        fn text(self) -> String {
+            match self {
+                Delivery::Line(p) => String::from_utf8(p.line().to_vec()).unwrap(),
+                other => panic!("not a line: {other:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn every_subscriber_gets_every_line_once() {
         let f = Fanout::new(8);
         let mut a = f.subscribe();
         let mut b = f.subscribe();
         assert_eq!(f.deliver(b"hi"), 2);
-        assert_eq!(a.next().await, Delivery::Line(Bytes::from_static(b"hi\n")));
-        assert_eq!(b.next().await, Delivery::Line(Bytes::from_static(b"hi\n")));
+        assert_eq!(a.next().await.text(), "hi\n");
+        assert_eq!(b.next().await.text(), "hi\n");
     }
 
     #[tokio::test]
@@ -96,6 +183,22 @@ mod tests {
         for i in 0..5u8 {
             f.deliver(&[b'0' + i]);
         }
-        assert_eq!(slow.next().await, Delivery::Lagged(3));
+        assert!(matches!(slow.next().await, Delivery::Lagged(3)));
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_is_settled_when_the_last_subscriber_is_done() {
+        let f = Fanout::new(8);
+        let mut a = f.subscribe();
+        let b = f.subscribe();
+        f.deliver(b"x");
+        let Delivery::Line(pushed) = a.next().await else { panic!() };
+        let broadcast = pushed.0.clone();
+        assert_eq!(broadcast.left.load(Ordering::Acquire), 2);
+        drop(pushed);
+        assert_eq!(broadcast.left.load(Ordering::Acquire), 1);
+        // b leaves without reading it.
+        drop(b);
+        assert_eq!(broadcast.left.load(Ordering::Acquire), 0);
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use embedded::EmbeddedBus;
-pub use fanout::{Delivery, Fanout, Subscription};
+pub use fanout::{Delivery, Fanout, Pushed, Subscription};
 pub use kafka::KafkaBus;
 
 /// The bus did not accept the message; the client gets

@@ -31,7 +31,7 @@ use tracing::debug;
 
 use super::Shared;
 use super::codec::{FramingCodec, Input};
-use crate::bus::Delivery;
+use crate::bus::{Delivery, Pushed};
 use crate::executor::{Peer, Session, Transport};
 
 /// Initial read buffer per connection; it grows only for long lines, so idle
@@ -140,11 +140,12 @@ where
                 Some(Ok(Input::Packet(first)))
             }),
             Wake::Push(delivery) => {
-                let line = match pushed(delivery, &addr) {
-                    Ok(line) => line,
+                // Kept until written: dropping it tells the fan-out this socket is done.
+                let pushed = match pushed(delivery, &addr) {
+                    Ok(pushed) => pushed,
                     Err(end) => return end,
                 };
-                if !write(&mut writer, framed(&line, frames.decoder().is_packet()), shared).await {
+                if !write(&mut writer, framed(pushed.line(), frames.decoder().is_packet()), shared).await {
                     return End::SlowReader;
                 }
                 shared.metrics.delivered.increment(1);
@@ -182,10 +183,15 @@ where
         // pipelines `brd` reads its own messages as they come instead of
         // falling CLIENT_QUEUE behind and being taken for a slow reader.
         let packet = frames.decoder().is_packet();
+        // Broadcasts taken into this write, kept until it is done.
+        let mut taken = Vec::new();
         loop {
             while let Some(delivery) = broadcasts.next().now_or_never() {
                 match pushed(delivery, &addr) {
-                    Ok(line) => out.extend_from_slice(framed(&line, packet)),
+                    Ok(pushed) => {
+                        out.extend_from_slice(framed(pushed.line(), packet));
+                        taken.push(pushed);
+                    }
                     Err(end) => return end,
                 }
                 shared.metrics.delivered.increment(1);
@@ -201,13 +207,14 @@ where
         if !out.is_empty() && !write(&mut writer, &out, shared).await {
             return End::SlowReader;
         }
+        drop(taken);
     }
 }
 
 /// The line a delivery pushes, or how the connection ends.
-fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Bytes, End> {
+fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Pushed, End> {
     match delivery {
-        Delivery::Line(line) => Ok(line),
+        Delivery::Line(pushed) => Ok(pushed),
         Delivery::Lagged(missed) => {
             debug!(%addr, missed, "client too slow for broadcasts; disconnecting");
             Err(End::SlowReader)
