@@ -114,6 +114,35 @@ fn instances_share_tokens_data_and_broadcasts() {
 }
 
 #[test]
+fn ready_means_broadcasts_flow_from_the_first_one() {
+    let Some((mc_host, mc_port, kafka)) = services() else { return };
+    // A topic nobody has used: it is created as the instance starts.
+    let env = Env::new(&mc_host, &mc_port, &kafka, &unique("bcast"), &unique("logs"));
+    let a = env.start("pod-ready");
+    // By the time /readyz answered, the producer had the topic's partitions
+    // and the consumer was assigned to all of them.
+    let log = a.log();
+    for step in ["Kafka reachable: broadcasts enabled", "consuming broadcasts"] {
+        assert!(log.contains(step), "{step:?} missing at readiness:\n{log}");
+    }
+    let mut sender = a.connect();
+    let mut receiver = a.connect();
+    let t = sender.login();
+    // The very first broadcast is published and received; nothing was lost
+    // to a consumer still looking for the end of the topic.
+    sender.send(&format!("brd:{t}:first"));
+    assert_eq!(receiver.read_line().as_deref(), Some("first"));
+    assert_eq!(sender.read_line().as_deref(), Some("first"));
+    // The server timed its own share of it: written to both clients.
+    let fanned_out = || a.metric("playground_broadcast_fanout_duration_seconds_count");
+    let until = Instant::now() + Duration::from_secs(5);
+    while fanned_out() != Some(1.0) {
+        assert!(Instant::now() < until, "fan-out not recorded: {:?}", fanned_out());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_later_instance_does_not_replay_earlier_broadcasts() {
     let Some((mc_host, mc_port, kafka)) = services() else { return };
     let env = Env::new(&mc_host, &mc_port, &kafka, &unique("bcast"), &unique("logs"));
@@ -267,8 +296,10 @@ fn forward(listener: TcpListener, target: String) {
 fn kafka_unreachable_at_start_then_reachable() {
     let Some((mc_host, mc_port, kafka)) = services() else { return };
     let port = free_port();
-    let env = Env::new(&mc_host, &mc_port, &format!("127.0.0.1:{port}"), &unique("bcast"), &unique("logs"));
+    let env = Env::new(&mc_host, &mc_port, &format!("127.0.0.1:{port}"), &unique("bcast"), &unique("logs"))
+        .with("KAFKA_READY_TIMEOUT", "1s");
     let server = env.start("late-kafka");
+    assert!(server.log().contains("broadcasts not ready yet; serving anyway"), "{}", server.log());
     let mut c = server.connect();
     let t = c.login();
     assert_eq!(c.ask(&format!("mcset:{t}:k:v")), "success");

@@ -255,6 +255,15 @@ pub struct KafkaOptions {
     /// Time limit for Kafka to acknowledge a broadcast before `brd` fails.
     #[arg(long, env = "KAFKA_PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub kafka_publish_timeout: Duration,
+    /// At start, how long to wait for the broadcast producer and consumer to
+    /// be ready before serving anyway (broadcasts then start once Kafka answers).
+    #[arg(long, env = "KAFKA_READY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub kafka_ready_timeout: Duration,
+    /// Longest time the broker holds an idle broadcast fetch; a broadcast is
+    /// answered at once regardless, so this only sets how often an idle
+    /// instance asks again.
+    #[arg(long, env = "KAFKA_FETCH_WAIT", default_value = "500ms", value_parser = parse_duration)]
+    pub kafka_fetch_wait: Duration,
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use metrics::{Counter, counter};
 use rdkafka::ClientContext;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
 use rdkafka::util::Timeout;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -25,6 +25,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use crate::config::KafkaOptions;
+use crate::kafka::QuietProducer;
 
 /// One shipped event, in the shape the logger indexes.
 #[derive(Debug, Serialize)]
@@ -122,7 +123,7 @@ impl ProducerContext for Deliveries {
 
 /// A running shipper; [`RunningShipper::flush`] at shutdown.
 pub struct RunningShipper {
-    producer: Arc<ThreadedProducer<Deliveries>>,
+    producer: Arc<QuietProducer<Deliveries>>,
     task: tokio::task::JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
 }
@@ -135,7 +136,7 @@ impl Shipper {
             shipped: counter!("playground_log_events_shipped_total"),
             failed: counter!("playground_log_events_dropped_total", "reason" => "delivery_failed"),
         };
-        let producer: ThreadedProducer<Deliveries> = crate::kafka::server_config(opts)?
+        let config = crate::kafka::server_config(opts)?
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "50")
@@ -143,8 +144,8 @@ impl Shipper {
             .set("queue.buffering.max.messages", self.queue.to_string())
             .set("message.timeout.ms", "300000")
             .set("client.id", format!("playground-logs-{}", self.pod))
-            .create_with_context(context)?;
-        let producer = Arc::new(producer);
+            .clone();
+        let producer = Arc::new(QuietProducer::create(&config, context)?);
         let topic = opts.kafka_logging_topic.clone();
         let full = counter!("playground_log_events_dropped_total", "reason" => "queue_full");
         let stop = tokio_util::sync::CancellationToken::new();
@@ -155,7 +156,7 @@ impl Shipper {
 
 async fn forward(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    producer: Arc<ThreadedProducer<Deliveries>>,
+    producer: Arc<QuietProducer<Deliveries>>,
     topic: String,
     pod: Arc<str>,
     full: Counter,

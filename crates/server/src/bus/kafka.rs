@@ -8,35 +8,59 @@
 //! the instance's start time: a new instance never replays older broadcasts.
 //! What it receives goes to the in-process [`Fanout`].
 //!
-//! Kafka being unreachable never stops the server: a background task keeps
-//! probing the brokers; while they are down, `brd` fails at once with
-//! [`BusError`] instead of waiting for a timeout, and everything resumes by
-//! itself when they come back.
+//! Start-up waits (at most KAFKA_READY_TIMEOUT) until the producer knows the
+//! topic's partitions and the consumer is assigned to all of them at a
+//! definite offset, so the first `brd` after `/readyz` turns ready waits for
+//! no initialisation. Kafka being unreachable never stops the server: a
+//! background task keeps probing the brokers (through the producer, whose
+//! connection never holds a long-polling fetch); while they are down, `brd`
+//! fails at once with [`BusError`] instead of waiting for a timeout, and
+//! everything resumes by itself when they come back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::{Bus, BusError, Fanout, Subscription};
 use crate::config::KafkaOptions;
+use crate::kafka::QuietProducer;
 
 /// How often the brokers and the topic's partitions are checked.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often they are checked while start-up waits for them.
+const START_PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// Hands each acknowledgement to the `brd` waiting for it.
+struct Acks;
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(), KafkaError>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, waiting: Self::DeliveryOpaque) {
+        let _ = waiting.send(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+    }
+}
+
+type Publisher = QuietProducer<Acks>;
 
 /// The Kafka-backed [`Bus`].
 pub struct KafkaBus {
-    producer: FutureProducer,
+    producer: Arc<Publisher>,
     topic: String,
     publish_timeout: Duration,
     reachable: Arc<AtomicBool>,
@@ -45,19 +69,21 @@ pub struct KafkaBus {
 }
 
 impl KafkaBus {
-    /// Connects (lazily: an unreachable Kafka is not an error) and starts
-    /// consuming broadcasts published from now on.
+    /// Connects, waits (bounded) until broadcasts can flow both ways, and
+    /// starts consuming broadcasts published from now on. An unreachable
+    /// Kafka is not an error.
     pub async fn start(opts: &KafkaOptions, instance: &str, client_queue: usize) -> anyhow::Result<Arc<Self>> {
         let base = crate::kafka::server_config(opts)?;
         let timeout_ms = opts.kafka_publish_timeout.as_millis().max(1).to_string();
-        let producer: FutureProducer = base
+        let producer_config = base
             .clone()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", &timeout_ms)
             .set("client.id", format!("playground-bcast-{instance}"))
-            .create()?;
+            .clone();
+        let producer = Arc::new(QuietProducer::create(&producer_config, Acks)?);
         // A group id is required by librdkafka even with manual assignment;
         // a unique one keeps instances from sharing anything.
         let group = format!("playground-bcast-{instance}-{}", uuid::Uuid::new_v4());
@@ -70,11 +96,13 @@ impl KafkaBus {
             // The first instance to look for the topic creates it (when the
             // brokers allow it), so broadcasts work on a fresh cluster.
             .set("allow.auto.create.topics", "true")
-            .set("fetch.wait.max.ms", "10")
+            // The broker answers a fetch as soon as a broadcast arrives; the
+            // wait only bounds how often an idle consumer asks again.
+            .set("fetch.wait.max.ms", opts.kafka_fetch_wait.as_millis().max(1).to_string())
             .set("fetch.error.backoff.ms", "100")
             .create()?;
         let bus = Arc::new(KafkaBus {
-            producer,
+            producer: producer.clone(),
             topic: opts.kafka_bcast_topic.clone(),
             publish_timeout: opts.kafka_publish_timeout,
             reachable: Arc::new(AtomicBool::new(false)),
@@ -83,10 +111,16 @@ impl KafkaBus {
         });
         let consumer = Arc::new(consumer);
         let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-        let mut assigner = Assigner { consumer: consumer.clone(), topic: bus.topic.clone(), started_ms, assigned: 0 };
-        // One probe before serving, so `brd` works from the first command
-        // when Kafka is up; afterwards, keep probing in the background.
-        assigner.probe(&bus.reachable).await;
+        let mut assigner =
+            Assigner { producer, consumer: consumer.clone(), topic: bus.topic.clone(), started_ms, assigned: 0 };
+        let until = Instant::now() + opts.kafka_ready_timeout;
+        while !assigner.probe(&bus.reachable).await {
+            if Instant::now() >= until {
+                warn!(topic = %bus.topic, "broadcasts not ready yet; serving anyway, they start once Kafka answers");
+                break;
+            }
+            tokio::time::sleep(START_PROBE_EVERY).await;
+        }
         let reachable = bus.reachable.clone();
         tokio::spawn(async move {
             loop {
@@ -106,14 +140,23 @@ impl Bus for KafkaBus {
             return Err(BusError("Kafka unreachable".into()));
         }
         let key = sender.to_string();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(message.as_ref());
-        match self.producer.send(record, Timeout::After(self.publish_timeout)).await {
-            Ok(_) => Ok(()),
-            Err((e, _)) => {
-                warn!(error = %e, "broadcast not published");
-                Err(BusError(e.to_string()))
-            }
+        let (acked, ack) = oneshot::channel();
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(acked)).key(&key).payload(message.as_ref());
+        if let Err((e, _)) = self.producer.send(record) {
+            warn!(error = %e, "broadcast not queued");
+            return Err(BusError(e.to_string()));
         }
+        // librdkafka reports every message within message.timeout.ms
+        // (KAFKA_PUBLISH_TIMEOUT); the second bound is only a backstop.
+        let result = match tokio::time::timeout(self.publish_timeout * 2, ack).await {
+            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+            Ok(Err(_)) => Err("producer gone".to_string()),
+            Err(_) => Err("no acknowledgement".to_string()),
+        };
+        result.map_err(|e| {
+            warn!(error = %e, "broadcast not published");
+            BusError(e)
+        })
     }
 
     fn subscribe(&self) -> Subscription {
@@ -136,6 +179,7 @@ impl KafkaBus {
 /// partitions start at the instance's start time; partitions already
 /// assigned keep their position.
 struct Assigner {
+    producer: Arc<Publisher>,
     consumer: Arc<StreamConsumer>,
     topic: String,
     started_ms: i64,
@@ -143,12 +187,15 @@ struct Assigner {
 }
 
 impl Assigner {
-    /// Checks the brokers (updating `reachable`) and assigns new partitions.
-    async fn probe(&mut self, reachable: &AtomicBool) {
+    /// Checks the brokers through the producer (updating `reachable`, and
+    /// teaching the producer the topic's partitions) and assigns new
+    /// partitions. True when both sides are ready: reachable, and every
+    /// partition of an existing topic assigned.
+    async fn probe(&mut self, reachable: &AtomicBool) -> bool {
         let topic = self.topic.clone();
-        let (c, t) = (self.consumer.clone(), topic.clone());
+        let (p, t) = (self.producer.clone(), topic.clone());
         // Metadata calls block: keep them off the async workers.
-        match tokio::task::spawn_blocking(move || partitions(&c, &t)).await {
+        match tokio::task::spawn_blocking(move || partitions(&p, &t)).await {
             Ok(Ok(count)) => {
                 if !reachable.swap(true, Ordering::Relaxed) {
                     info!(topic, partitions = count, "Kafka reachable: broadcasts enabled");
@@ -164,6 +211,7 @@ impl Assigner {
                         Err(e) => warn!(error = %e, "assignment task failed"),
                     }
                 }
+                count > 0 && self.assigned == count
             }
             Ok(Err(e)) => {
                 if reachable.swap(false, Ordering::Relaxed) {
@@ -171,17 +219,22 @@ impl Assigner {
                 } else {
                     debug!(error = %e, "Kafka still unreachable");
                 }
+                false
             }
-            Err(e) => warn!(error = %e, "probe task failed"),
+            Err(e) => {
+                warn!(error = %e, "probe task failed");
+                false
+            }
         }
     }
 }
 
 /// Number of partitions of `topic`; an error when the brokers cannot be
-/// reached. A missing topic is created by producing to it (the brokers
-/// auto-create topics) or by the deployment, so it counts as reachable.
-fn partitions(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<usize> {
-    let md = consumer.fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(2)))?;
+/// reached. Asking for a missing topic creates it when the brokers
+/// auto-create topics (else the deployment does), so it counts as reachable
+/// with 0 partitions until it exists.
+fn partitions(producer: &Publisher, topic: &str) -> anyhow::Result<usize> {
+    let md = producer.client().fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(2)))?;
     Ok(md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len()))
 }
 
@@ -193,8 +246,14 @@ fn assign(consumer: &StreamConsumer, topic: &str, count: usize, started_ms: i64)
         .map(|tpl| tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect())
         .unwrap_or_default();
     let mut by_time = TopicPartitionList::new();
+    // The end of each new partition, read before the time lookup: where to
+    // start if nothing was published since the start time. A definite offset
+    // (rather than "the end", resolved by the first fetch) leaves no moment
+    // in which a broadcast published now could be skipped.
+    let mut ends = HashMap::new();
     for p in 0..count as i32 {
         if !current.contains_key(&p) {
+            ends.insert(p, consumer.fetch_watermarks(topic, p, Timeout::After(Duration::from_secs(5)))?.1);
             by_time.add_partition_offset(topic, p, Offset::Offset(started_ms))?;
         }
     }
@@ -206,7 +265,11 @@ fn assign(consumer: &StreamConsumer, topic: &str, count: usize, started_ms: i64)
             _ => starts.find_partition(topic, p).map(|e| e.offset()).unwrap_or(Offset::End),
         };
         // No message at or after the start time yet: read whatever comes next.
-        let offset = if matches!(offset, Offset::Offset(_)) { offset } else { Offset::End };
+        let offset = match (offset, ends.get(&p)) {
+            (Offset::Offset(o), _) => Offset::Offset(o),
+            (_, Some(end)) => Offset::Offset(*end),
+            _ => Offset::End,
+        };
         tpl.add_partition_offset(topic, p, offset)?;
     }
     consumer.assign(&tpl)?;
