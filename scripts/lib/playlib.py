@@ -65,6 +65,18 @@ def build(*examples, copy_to=None, skip=False):
     return paths
 
 
+def build_go_echo(dest_dir):
+    """Builds the Go reference echo server (bench/go-echo, standard library
+    only) into dest_dir: its path, or None (said on stderr) without Go."""
+    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.path.exists(p)), None)
+    if not go:
+        print("note: no Go toolchain found; the Go reference is left out", file=sys.stderr)
+        return None
+    out = os.path.join(dest_dir, "go-echo")
+    subprocess.run([go, "build", "-o", out, "."], cwd=os.path.join(ROOT, "bench", "go-echo"), check=True)
+    return out
+
+
 PROCS = []  # every process started here: (name, Popen)
 
 

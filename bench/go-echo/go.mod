@@ -1,0 +1,3 @@
+module playground/bench/go-echo
+
+go 1.22
