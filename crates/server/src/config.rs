@@ -11,6 +11,8 @@ use clap::Args;
 pub use playground_common::kafka::KafkaConnection;
 use playground_common::{ProcessOptions, parse_duration};
 
+pub use crate::runtime::RuntimeMode;
+
 /// `playground tcp`.
 #[derive(Debug, Args)]
 pub struct TcpArgs {
@@ -192,6 +194,11 @@ pub struct CommonOptions {
     /// Seconds to keep serving after SIGTERM/SIGINT before clients are told to reconnect.
     #[arg(long, env = "SIGTERM_TIMEOUT", default_value = "20", value_parser = parse_duration)]
     pub sigterm_timeout: Duration,
+    /// Scheduling: `multi` (one multi-thread runtime) or `per-core` (one
+    /// current-thread runtime per core, each with its own listener on the
+    /// shared port).
+    #[arg(long, env = "RUNTIME", value_enum, default_value_t = RuntimeMode::Multi)]
+    pub runtime: RuntimeMode,
 }
 
 /// Where the cache and the bus live.

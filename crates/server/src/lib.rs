@@ -13,6 +13,7 @@ pub mod executor;
 pub mod kafka;
 pub mod logship;
 pub mod metrics;
+pub mod runtime;
 pub mod serve;
 pub mod tcp;
 pub mod udp;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use playground_common::lifecycle::Lifecycle;
 use playground_common::{admin, telemetry};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::bus::{Bus, EmbeddedBus, KafkaBus};
@@ -14,6 +15,7 @@ use crate::cache::{Cache, EmbeddedCache, MemcachedCache};
 use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOptions, UdpArgs};
 use crate::executor::Executor;
 use crate::logship::{self, Shipper};
+use crate::runtime::Spread;
 use crate::{metrics, tcp, udp};
 
 /// Time allowed at shutdown to ship the last log events and broadcasts.
@@ -34,34 +36,40 @@ pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow
 }
 
 /// `playground tcp`.
-pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp)), None).await
+pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
+    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp)), None, spread).await
 }
 
 /// `playground udp`.
-pub async fn run_udp(args: UdpArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+pub async fn run_udp(args: UdpArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
     let udp = udp::Config::new(args.bind_address, args.port, args.buff_size, &args.udp);
-    run(&args.common, &args.backends, shipper, None, Some(udp)).await
+    run(&args.common, &args.backends, shipper, None, Some(udp), spread).await
 }
 
 /// `playground serve`: every server in one process over one cache and bus.
-pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>) -> anyhow::Result<()> {
+pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
     let udp = udp::Config::new(args.tcp.bind_address, args.udp_port, args.tcp.buff_size, &args.udp);
-    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp)), Some(udp)).await
+    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp)), Some(udp), spread).await
 }
 
 /// The backends the configuration asks for.
 struct Backends {
-    cache: Arc<dyn Cache>,
+    /// One per runtime of the spread (the same embedded cache for all).
+    caches: Vec<Arc<dyn Cache>>,
     bus: Arc<dyn Bus>,
     kafka: Option<Arc<KafkaBus>>,
     shared: bool,
 }
 
-async fn backends(opts: &BackendOptions, instance: &str, client_queue: usize) -> anyhow::Result<Backends> {
-    let (cache, shared_cache): (Arc<dyn Cache>, bool) = match &opts.memcached.memcached_service {
-        Some(host) => (MemcachedCache::start(&opts.memcached, host.clone()).await, true),
-        None => (Arc::new(EmbeddedCache::new(opts.cache_capacity)), false),
+async fn backends(
+    opts: &BackendOptions,
+    instance: &str,
+    client_queue: usize,
+    spread: &Spread,
+) -> anyhow::Result<Backends> {
+    let (caches, shared_cache): (Vec<Arc<dyn Cache>>, bool) = match &opts.memcached.memcached_service {
+        Some(host) => (memcached_per_runtime(opts, host, spread).await?, true),
+        None => (vec![Arc::new(EmbeddedCache::new(opts.cache_capacity))], false),
     };
     let (bus, kafka): (Arc<dyn Bus>, _) = match &opts.kafka.connection.kafka_brokers {
         Some(_) => {
@@ -71,7 +79,25 @@ async fn backends(opts: &BackendOptions, instance: &str, client_queue: usize) ->
         None => (Arc::new(EmbeddedBus::new(client_queue)), None),
     };
     let shared = shared_cache && kafka.is_some();
-    Ok(Backends { cache, bus, kafka, shared })
+    Ok(Backends { caches, bus, kafka, shared })
+}
+
+/// A memcached client per runtime, started on it (its connections then wake
+/// the runtime whose tasks use them), the pool size shared out between them.
+async fn memcached_per_runtime(
+    opts: &BackendOptions,
+    host: &str,
+    spread: &Spread,
+) -> anyhow::Result<Vec<Arc<dyn Cache>>> {
+    let runtimes = spread.handles().len() as u32;
+    let mut memcached = opts.memcached.clone();
+    memcached.memcached_pool_size = (memcached.memcached_pool_size / runtimes).max(1);
+    let mut caches: Vec<Arc<dyn Cache>> = Vec::new();
+    for handle in spread.handles() {
+        let (opts, host) = (memcached.clone(), host.to_string());
+        caches.push(handle.spawn(async move { MemcachedCache::start(&opts, host).await }).await?);
+    }
+    Ok(caches)
 }
 
 async fn run(
@@ -80,6 +106,7 @@ async fn run(
     shipper: Option<Shipper>,
     tcp: Option<(u16, &TcpOptions)>,
     udp: Option<udp::Config>,
+    spread: Spread,
 ) -> anyhow::Result<()> {
     let prometheus = playground_common::metrics::install(&[]);
     metrics::describe();
@@ -94,28 +121,43 @@ async fn run(
     };
     let instance = common.process.instance_name();
     let client_queue = tcp.map_or(1024, |(_, o)| o.client_queue as usize);
-    let b = backends(backend, &instance, client_queue).await?;
-    info!(pod = %instance, cache = %b.cache.describe(), bus = %b.bus.describe(), "Starting");
+    let b = backends(backend, &instance, client_queue, &spread).await?;
+    info!(pod = %instance, cache = %b.caches[0].describe(), bus = %b.bus.describe(), runtimes = spread.handles().len(), "Starting");
     if !b.shared {
         warn!(
             "Embedded cache or bus: state is not shared with other instances (set MEMCACHED_SERVICE and KAFKA_BROKERS to share it)"
         );
     }
-    let executor = Arc::new(Executor::new(b.cache, b.bus).with_token_ttl(backend.token_ttl));
+    // One executor per runtime, over its own cache client and the one bus.
+    let executors: Vec<Arc<Executor>> = (0..spread.handles().len())
+        .map(|i| {
+            let cache = b.caches[i % b.caches.len()].clone();
+            Arc::new(Executor::new(cache, b.bus.clone()).with_token_ttl(backend.token_ttl))
+        })
+        .collect();
     let admin_addr = SocketAddr::new(common.process.admin_bind_address, common.process.admin_port);
     admin::start(admin_addr, prometheus, lifecycle.clone()).await?;
 
     let mut reconnect_grace = Duration::ZERO;
     if let Some((port, opts)) = tcp {
-        let listener = tcp::listener_bind(SocketAddr::new(opts.bind_address, port), opts.listen_backlog)?;
         let tls = tcp::Tls::start(&opts.tls, lifecycle.close.clone())?;
-        let shared = tcp::Shared::new(executor.clone(), lifecycle.clone(), opts, tls);
-        tokio::spawn(tcp::serve(listener, shared, opts.max_connections as usize));
+        let permits = Arc::new(Semaphore::new(opts.max_connections as usize));
+        let mut addr = SocketAddr::new(opts.bind_address, port);
+        for (i, handle) in spread.handles().iter().enumerate() {
+            let listener = {
+                let _runtime = handle.enter();
+                tcp::listener_bind(addr, opts.listen_backlog, spread.shares_ports())?
+            };
+            // With port 0 the first listener picks the port; the others join it.
+            addr = listener.local_addr()?;
+            let shared = tcp::Shared::new(executors[i].clone(), lifecycle.clone(), opts, tls.clone());
+            handle.spawn(tcp::serve(listener, shared, permits.clone()));
+        }
         reconnect_grace = opts.reconnect_grace;
     }
     if let Some(config) = udp {
-        let sockets = udp::bind(&config)?;
-        udp::serve(sockets, &config, executor.clone(), lifecycle.clone());
+        let sockets = udp::bind(&config, &spread)?;
+        udp::serve(sockets, &config, &executors, lifecycle.clone(), &spread);
         if tcp.is_none() {
             reconnect_grace = udp::DRAIN;
         }

@@ -17,22 +17,33 @@ use super::handler::handle;
 
 /// Binds `addr` with a listen backlog of `backlog` (failing start-up when the
 /// port is taken). A deep backlog matters when thousands of clients connect
-/// at once, e.g. after another instance told them to reconnect.
-pub fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
+/// at once, e.g. after another instance told them to reconnect. With
+/// `share_port`, several listeners (one per runtime) bind the same port
+/// (SO_REUSEPORT) and the kernel spreads connections over them. Must run
+/// inside the runtime that will accept on it.
+pub fn bind(addr: SocketAddr, backlog: u32, share_port: bool) -> anyhow::Result<TcpListener> {
     let fail = |e: std::io::Error| anyhow::anyhow!("cannot listen on TCP port {}: {e}", addr.port());
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(fail)?;
     socket.set_reuseaddr(true).map_err(fail)?;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "macos"))]
+    if share_port {
+        socket.set_reuseport(true).map_err(fail)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "macos")))]
+    if share_port {
+        anyhow::bail!("RUNTIME=per-core needs SO_REUSEPORT, which this platform lacks");
+    }
     socket.bind(addr).map_err(fail)?;
     socket.listen(backlog).map_err(fail)
 }
 
-/// Accepts connections until the lifecycle's reconnect phase.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, max_connections: usize) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+/// Accepts connections until the lifecycle's reconnect phase. `permits`
+/// (MAX_CONNECTIONS) is shared by every listener of the process.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, permits: Arc<Semaphore>) {
     let stop = shared.lifecycle.reconnect.clone();
     let mut backoff = Duration::from_millis(1);
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(%addr, max_connections, "Listening");
+    info!(%addr, free_connection_slots = permits.available_permits(), "Listening");
     let mut refusals = RefusalLog::default();
     loop {
         let accepted = tokio::select! {

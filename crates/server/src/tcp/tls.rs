@@ -36,6 +36,9 @@ struct Files {
 }
 
 /// The TLS side of the listener: accepts handshakes with the current pair.
+/// Cloned into every listener (one per runtime with RUNTIME=per-core); the
+/// clones share the reloading certificate.
+#[derive(Clone)]
 pub struct Tls {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,

@@ -16,14 +16,18 @@ use tracing::info;
 use super::Config;
 use super::dispatcher::{Shared, SocketWorker};
 use crate::executor::Executor;
+use crate::runtime::Spread;
 
 /// Binds `config.sockets` sockets to `config.addr`, failing start-up when the
 /// port is taken. With port 0 the first socket picks the port and the others
-/// join it. Must run inside the tokio runtime.
-pub fn bind(config: &Config) -> anyhow::Result<Vec<UdpSocket>> {
+/// join it. Socket `i` belongs to runtime `spread.for_index(i)`.
+pub fn bind(config: &Config, spread: &Spread) -> anyhow::Result<Vec<UdpSocket>> {
     let port = config.addr.port();
     let fail = |e: io::Error| anyhow::anyhow!("cannot listen on UDP port {port}: {e}");
-    let first = bind_one(config.addr, config.socket_buffer).map_err(fail)?;
+    let first = {
+        let _runtime = spread.for_index(0).enter();
+        bind_one(config.addr, config.socket_buffer).map_err(fail)?
+    };
     let addr = first.local_addr().map_err(fail)?;
     let mut sockets = vec![first];
     // Without SO_REUSEPORT a second bind would fail: keep one socket.
@@ -32,7 +36,8 @@ pub fn bind(config: &Config) -> anyhow::Result<Vec<UdpSocket>> {
     } else {
         1
     };
-    for _ in 1..count {
+    for i in 1..count {
+        let _runtime = spread.for_index(i).enter();
         sockets.push(bind_one(addr, config.socket_buffer).map_err(fail)?);
     }
     Ok(sockets)
@@ -51,15 +56,29 @@ fn bind_one(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Starts one receive loop per socket in the lifecycle's task tracker. They
-/// answer until the lifecycle's reconnect phase (the end of SIGTERM_TIMEOUT).
-pub fn serve(sockets: Vec<UdpSocket>, config: &Config, executor: Arc<Executor>, lifecycle: Lifecycle) {
+/// Starts one receive loop per socket in the lifecycle's task tracker, each
+/// on its socket's runtime with that runtime's executor (`executors[i]` for
+/// `spread.for_index(i)`). They answer until the lifecycle's reconnect phase
+/// (the end of SIGTERM_TIMEOUT).
+pub fn serve(
+    sockets: Vec<UdpSocket>,
+    config: &Config,
+    executors: &[Arc<Executor>],
+    lifecycle: Lifecycle,
+    spread: &Spread,
+) {
     let addr = sockets.first().and_then(|s| s.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
     info!(%addr, transport = "udp", sockets = sockets.len(), workers = config.workers, queue = config.queue, batch = config.batch, check_ip = config.check_ip, "Listening");
-    let shared = Arc::new(Shared::new(executor, lifecycle.clone(), config));
+    let shared: Vec<_> =
+        executors.iter().map(|e| Arc::new(Shared::new(e.clone(), lifecycle.clone(), config))).collect();
     for (i, socket) in sockets.into_iter().enumerate() {
-        let worker =
-            SocketWorker::new(socket, shared.clone(), config.share(config.workers, i), config.share(config.queue, i));
-        lifecycle.tasks.spawn(worker.receive());
+        let runtime = i % spread.handles().len();
+        let worker = SocketWorker::new(
+            socket,
+            shared[runtime % shared.len()].clone(),
+            config.share(config.workers, i),
+            config.share(config.queue, i),
+        );
+        lifecycle.tasks.spawn_on(worker.receive(), spread.for_index(i));
     }
 }

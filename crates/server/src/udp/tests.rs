@@ -17,6 +17,7 @@ use crate::bus::EmbeddedBus;
 use crate::cache::{Cache, CacheError, CacheKey};
 use crate::config::UdpOptions;
 use crate::executor::Executor;
+use crate::runtime::Spread;
 
 /// Every key holds a token owner; each `get` waits for a permit of `gate`.
 struct GatedCache {
@@ -54,10 +55,10 @@ fn options(workers: u32, queue: u32) -> UdpOptions {
 /// Starts a server on an ephemeral loopback port; returns its address.
 fn start(opts: &UdpOptions, gate: Arc<Semaphore>, lifecycle: &Lifecycle) -> std::net::SocketAddr {
     let config = Config::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, 512, opts);
-    let sockets = bind(&config).unwrap();
+    let sockets = bind(&config, &Spread::current()).unwrap();
     let addr = sockets[0].local_addr().unwrap();
     let executor = Arc::new(Executor::new(Arc::new(GatedCache { gate }), Arc::new(EmbeddedBus::new(16))));
-    serve(sockets, &config, executor, lifecycle.clone());
+    serve(sockets, &config, &[executor], lifecycle.clone(), &Spread::current());
     addr
 }
 
