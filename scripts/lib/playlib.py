@@ -288,6 +288,23 @@ def metric(admin, name):
     return sum(v for _, v in found) if found else None
 
 
+def histogram_summary(admins, name, q=0.99):
+    """(count, mean, upper bound of the q-quantile's bucket) of histogram `name`
+    summed over the /metrics of the admin ports, in its unit; None without samples."""
+    buckets, count, total = {}, 0.0, 0.0
+    for admin in admins:
+        samples = parse_metrics(http("GET", f"http://127.0.0.1:{admin}/metrics")[1])[0]
+        count += sum(v for _, v in samples.get(f"{name}_count", []))
+        total += sum(v for _, v in samples.get(f"{name}_sum", []))
+        for labels, v in samples.get(f"{name}_bucket", []):
+            le = float(re.search(r'le="([^"]+)"', labels).group(1))
+            buckets[le] = buckets.get(le, 0.0) + v
+    if not count:
+        return None
+    bound = next(le for le, v in sorted(buckets.items()) if v >= q * count)
+    return count, total / count, bound
+
+
 def rss_kib(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
