@@ -4,6 +4,7 @@ Helm and the chart, progress lines and BENCHMARKS.md. Run as a program, it
 serves scripts/check-deploy: `helm` prints "PATH HELM_VERSION KUBE_VERSION",
 `chart HELM DEST` writes the chart copy."""
 
+import contextlib
 import json
 import os
 import platform
@@ -80,24 +81,25 @@ def build_go_echo(dest_dir):
 PROCS = []  # every process started here: (name, Popen)
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def spawn(name, argv, env=None, logdir=None):
     """Starts a process in its own session (Ctrl-C reaches only the script),
     output to <logdir>/<name>.log or nowhere."""
-    out = open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else subprocess.DEVNULL
-    p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
-    if logdir:
-        out.close()
+    with open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else contextlib.nullcontext(subprocess.DEVNULL) as out:
+        p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
     PROCS.append((name, p))
     return p
 
 
 def signal_proc(p, sig):
     if p.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def exit_code(p, timeout):
@@ -133,19 +135,21 @@ def stop_all(grace=10.0, twice=True):
             p.wait(timeout=10)
 
 
-def run(argv, timeout, check=True, env=None, track=False):
+def run(argv, timeout, check=True, env=None, track=False, stdin_text=None):
     """Runs a tool to completion within `timeout` seconds: (exit code, output).
-    With `track` it is in PROCS, so that stop_all() stops it too."""
+    With `track` it is in PROCS, so that stop_all() stops it too;
+    `stdin_text` is written to its standard input."""
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                         stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
+                         start_new_session=True, env=env)
     if track:
         PROCS.append((argv[0], p))
     try:
-        out, _ = p.communicate(timeout=timeout)
+        out, _ = p.communicate(input=stdin_text, timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         out, _ = p.communicate()
-        raise Failure(f"{' '.join(argv[:3])} took more than {timeout}s:\n{out[-2000:]}")
+        raise Failure(f"{' '.join(argv[:3])} took more than {timeout}s:\n{out[-2000:]}") from None
     if check and p.returncode != 0:
         raise Failure(f"{' '.join(argv[:4])} exited with {p.returncode}:\n{out[-3000:]}")
     return p.returncode, out
@@ -386,12 +390,12 @@ class Load:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop(self.proc, signal.SIGKILL)
-            raise Failure(f"the load took more than {timeout}s")
+            raise Failure(f"the load took more than {timeout}s") from None
         try:
             with open(self.path) as f:
                 report = json.load(f)
         except (OSError, ValueError):
-            raise Failure(f"the load exited with {code} and wrote no report")
+            raise Failure(f"the load exited with {code} and wrote no report") from None
         if not self.keep:
             os.unlink(self.path)
         if code != 0:
@@ -465,7 +469,7 @@ def write_section(name, markdown):
     path = os.path.join(ROOT, "BENCHMARKS.md")
     start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"
-    text = open(path).read() if os.path.exists(path) else (
+    text = read_text(path) if os.path.exists(path) else (
         "# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
         "session on the same machine; ratios are what count on shared, noisy machines. "
         "`scripts/bench` reruns everything and rewrites the sections below.\n")

@@ -13,6 +13,7 @@ from playlib import ROOT, Failure, free_port, http, spawn, wait_http
 
 PROM_CONFIG = os.path.join(ROOT, "deploy", "ci", "prometheus", "prometheus.yml")
 PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"  # in the same Debian package
 
 
 def target(admin, namespace, pod, role):

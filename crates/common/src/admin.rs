@@ -45,5 +45,5 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn render(State(s): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render(&s.metrics))
 }

@@ -1,17 +1,22 @@
 //! The process-wide Prometheus recorder every role installs, with the
-//! histogram buckets each role asks for. `/metrics` renders it (see
-//! [`crate::admin`]).
+//! histogram buckets each role asks for, and what every role exports:
+//! `process_*` (CPU, memory, open and maximum file descriptors, threads:
+//! refreshed on each scrape), `playground_build_info` and `playground_ready`.
+//! `/metrics` renders it (see [`crate::admin`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{describe_gauge, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
 
 /// Buckets for every histogram named `*duration_seconds`: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS: [f64; 15] =
     [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static PROCESS: OnceLock<Collector> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) with latency buckets for
 /// `*duration_seconds` histograms and `buckets` for the role's own
@@ -30,6 +35,7 @@ pub fn install(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
                     .expect("static bucket lists are valid");
             }
             let handle = builder.install_recorder().expect("the metrics recorder is installed once");
+            describe_common();
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -43,4 +49,22 @@ pub fn install(buckets: &[(&str, &[f64])]) -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Describes the metrics every role has and sets the constant ones.
+fn describe_common() {
+    let process = PROCESS.get_or_init(Collector::default);
+    process.describe();
+    process.collect();
+    describe_gauge!("playground_build_info", "Always 1; the version of the running binary is in the labels");
+    gauge!("playground_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_gauge!("playground_ready", "1 while the instance takes new traffic, 0 once it drains");
+}
+
+/// Renders `/metrics`, with the `process_*` figures read now.
+pub fn render(handle: &PrometheusHandle) -> String {
+    if let Some(process) = PROCESS.get() {
+        process.collect();
+    }
+    handle.render()
 }

@@ -111,6 +111,25 @@ fn instances_share_tokens_data_and_broadcasts() {
     for c in [&mut a1, &mut a2, &mut b1] {
         assert_nothing_pending(c);
     }
+    // The client metrics of both backends saw exactly this traffic.
+    assert_eq!(a.metric("playground_kafka_publish_duration_seconds_count"), Some(6.0));
+    assert_eq!(b.metric("playground_kafka_publish_duration_seconds_count"), Some(1.0));
+    for s in [&a, &b] {
+        assert_eq!(s.metric("playground_broadcast_delay_seconds_count"), Some(7.0));
+        for (op, reason) in [("publish", "error"), ("publish", "unreachable"), ("consume", "error")] {
+            assert_eq!(
+                s.metric(&format!("playground_kafka_errors_total{{op=\"{op}\",reason=\"{reason}\"}}")),
+                Some(0.0)
+            );
+        }
+        for op in ["get", "set"] {
+            assert!(s.metric(&format!("playground_memcached_duration_seconds_count{{op=\"{op}\"}}")).unwrap() >= 1.0);
+            for reason in ["timeout", "error"] {
+                let errors = format!("playground_memcached_errors_total{{op=\"{op}\",reason=\"{reason}\"}}");
+                assert_eq!(s.metric(&errors), Some(0.0), "{errors}");
+            }
+        }
+    }
 }
 
 #[test]

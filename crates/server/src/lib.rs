@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod executor;
 pub mod kafka;
+pub mod limits;
 pub mod logship;
 pub mod metrics;
 pub mod runtime;

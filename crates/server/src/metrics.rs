@@ -16,7 +16,6 @@ const UNKNOWN: &str = "unknown";
 
 /// Describes the servers' metrics (HELP lines); call once at start.
 pub fn describe() {
-    describe_gauge!("playground_ready", "1 while the instance takes new traffic, 0 once it drains");
     describe_gauge!("playground_tcp_connections", "TCP client connections currently established");
     describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
     describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
@@ -45,6 +44,120 @@ pub fn describe() {
     describe_counter!("playground_udp_packets_received_total", "UDP datagrams received");
     describe_counter!("playground_udp_packets_sent_total", "UDP reply datagrams sent");
     describe_counter!("playground_udp_packets_dropped_total", "UDP datagrams dropped without a reply, by reason");
+    describe_counter!("playground_log_events_shipped_total", "Log events acknowledged by Kafka");
+    describe_counter!(
+        "playground_log_events_dropped_total",
+        "Log events lost, by reason (queue_full, delivery_failed)"
+    );
+    describe_histogram!(
+        "playground_memcached_duration_seconds",
+        "Time of one memcached operation, by operation (get, set), waiting for a pooled connection included"
+    );
+    describe_counter!(
+        "playground_memcached_errors_total",
+        "memcached operations that failed, by operation (get, set) and reason (timeout, error)"
+    );
+    describe_histogram!("playground_kafka_publish_duration_seconds", "Time for Kafka to acknowledge a broadcast");
+    describe_counter!(
+        "playground_kafka_errors_total",
+        "Kafka client failures, by operation (publish, consume) and reason (unreachable, error)"
+    );
+    describe_histogram!(
+        "playground_broadcast_delay_seconds",
+        "Time from a broadcast's Kafka timestamp (its publication) to its arrival at this instance's fan-out"
+    );
+}
+
+/// Buckets of the servers' histograms not named `*duration_seconds`, for
+/// the recorder (`playground_common::metrics::install`).
+pub const BUCKETS: [(&str, &[f64]); 1] = [(
+    "playground_broadcast_delay_seconds",
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+)];
+
+/// Why a memcached operation failed (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFailure {
+    /// MEMCACHED_TIMEOUT passed.
+    Timeout,
+    /// Any other failure: no node, no connection, a protocol error.
+    Error,
+}
+
+/// memcached client metrics, per operation.
+#[derive(Clone)]
+pub struct MemcachedMetrics {
+    /// `get`, then `set`.
+    latency: [Histogram; 2],
+    /// `[op][reason]`.
+    errors: [[Counter; 2]; 2],
+}
+
+/// A memcached operation (the `op` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOp {
+    Get = 0,
+    Set = 1,
+}
+
+impl MemcachedMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        let h = |op: &'static str| histogram!("playground_memcached_duration_seconds", "op" => op);
+        let e = |op: &'static str| {
+            [
+                counter!("playground_memcached_errors_total", "op" => op, "reason" => "timeout"),
+                counter!("playground_memcached_errors_total", "op" => op, "reason" => "error"),
+            ]
+        };
+        MemcachedMetrics { latency: [h("get"), h("set")], errors: [e("get"), e("set")] }
+    }
+
+    /// Records one operation and its failure, if any.
+    pub fn record(&self, op: CacheOp, elapsed: Duration, failure: Option<CacheFailure>) {
+        self.latency[op as usize].record(elapsed.as_secs_f64());
+        if let Some(f) = failure {
+            self.errors[op as usize][f as usize].increment(1);
+        }
+    }
+}
+
+impl Default for MemcachedMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Kafka client metrics of the broadcast bus.
+#[derive(Clone)]
+pub struct KafkaMetrics {
+    pub publish_latency: Histogram,
+    /// Refused at once: the last probe found Kafka unreachable.
+    pub publish_unreachable: Counter,
+    /// Sent but not acknowledged (timeout, broker error).
+    pub publish_error: Counter,
+    pub consume_error: Counter,
+    pub delay: Histogram,
+}
+
+impl KafkaMetrics {
+    /// Resolves the handles.
+    pub fn new() -> Self {
+        let err = |op: &'static str, reason: &'static str| counter!("playground_kafka_errors_total", "op" => op, "reason" => reason);
+        KafkaMetrics {
+            publish_latency: histogram!("playground_kafka_publish_duration_seconds"),
+            publish_unreachable: err("publish", "unreachable"),
+            publish_error: err("publish", "error"),
+            consume_error: err("consume", "error"),
+            delay: histogram!("playground_broadcast_delay_seconds"),
+        }
+    }
+}
+
+impl Default for KafkaMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Per-transport command counters and latency histograms.

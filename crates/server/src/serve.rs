@@ -16,7 +16,7 @@ use crate::config::{BackendOptions, CommonOptions, ServeArgs, TcpArgs, TcpOption
 use crate::executor::Executor;
 use crate::logship::{self, Shipper};
 use crate::runtime::Spread;
-use crate::{metrics, tcp, udp};
+use crate::{limits, metrics, tcp, udp};
 
 /// Time allowed at shutdown to ship the last log events and broadcasts.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
@@ -108,11 +108,12 @@ async fn run(
     udp: Option<udp::Config>,
     spread: Spread,
 ) -> anyhow::Result<()> {
-    let prometheus = playground_common::metrics::install(&[]);
+    let prometheus = playground_common::metrics::install(&metrics::BUCKETS);
     metrics::describe();
     // Present from the start (at 0) so dashboards and alerts see the series
     // whether or not shipping is configured.
     ::metrics::counter!("playground_log_events_dropped_total", "reason" => "queue_full").absolute(0);
+    limits::raise_open_files(tcp.map(|(_, o)| u64::from(o.max_connections)));
     let lifecycle = Lifecycle::new();
     lifecycle.set_ready(false);
     let shipper = match shipper {

@@ -102,6 +102,12 @@ impl Server {
 
     /// Like [`Server::start`] with extra command-line arguments.
     pub fn start_with_args(role: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_wrapped(&[], role, args, env)
+    }
+
+    /// Like [`Server::start_with_args`], run through `wrapper` (a command and
+    /// its arguments that execute the rest, such as `prlimit --nofile=...`).
+    pub fn start_wrapped(wrapper: &[&str], role: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_dual_port();
         let admin = free_port();
         let port_var = if role == "serve" { "TCP_PORT" } else { "PORT" };
@@ -113,7 +119,15 @@ impl Server {
             _ => 0,
         };
         let log = std::env::temp_dir().join(format!("playground-test-{role}-{port}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_playground"));
+        let bin = env!("CARGO_BIN_EXE_playground");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg(role)
             .args(args)
             .env(port_var, port.to_string())

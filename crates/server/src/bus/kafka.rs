@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use super::{Bus, BusError, Fanout, Subscription};
 use crate::config::KafkaOptions;
 use crate::kafka::QuietProducer;
+use crate::metrics::KafkaMetrics;
 
 /// How often the brokers and the topic's partitions are checked.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -66,6 +67,7 @@ pub struct KafkaBus {
     reachable: Arc<AtomicBool>,
     fanout: Fanout,
     brokers: String,
+    metrics: KafkaMetrics,
 }
 
 impl KafkaBus {
@@ -108,6 +110,7 @@ impl KafkaBus {
             reachable: Arc::new(AtomicBool::new(false)),
             fanout: Fanout::new(client_queue),
             brokers: opts.connection.kafka_brokers.clone().unwrap_or_default(),
+            metrics: KafkaMetrics::new(),
         });
         let consumer = Arc::new(consumer);
         let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
@@ -128,7 +131,7 @@ impl KafkaBus {
                 assigner.probe(&reachable).await;
             }
         });
-        tokio::spawn(receive(consumer, bus.fanout.clone()));
+        tokio::spawn(receive(consumer, bus.fanout.clone(), bus.metrics.clone()));
         Ok(bus)
     }
 }
@@ -137,12 +140,15 @@ impl KafkaBus {
 impl Bus for KafkaBus {
     async fn publish(&self, sender: SocketAddr, message: Bytes) -> Result<(), BusError> {
         if !self.reachable.load(Ordering::Relaxed) {
+            self.metrics.publish_unreachable.increment(1);
             return Err(BusError("Kafka unreachable".into()));
         }
         let key = sender.to_string();
         let (acked, ack) = oneshot::channel();
         let record = BaseRecord::with_opaque_to(&self.topic, Box::new(acked)).key(&key).payload(message.as_ref());
+        let start = Instant::now();
         if let Err((e, _)) = self.producer.send(record) {
+            self.metrics.publish_error.increment(1);
             warn!(error = %e, "broadcast not queued");
             return Err(BusError(e.to_string()));
         }
@@ -153,7 +159,9 @@ impl Bus for KafkaBus {
             Ok(Err(_)) => Err("producer gone".to_string()),
             Err(_) => Err("no acknowledgement".to_string()),
         };
+        self.metrics.publish_latency.record(start.elapsed().as_secs_f64());
         result.map_err(|e| {
+            self.metrics.publish_error.increment(1);
             warn!(error = %e, "broadcast not published");
             BusError(e)
         })
@@ -280,16 +288,23 @@ fn offsets_for_times(consumer: &StreamConsumer, tpl: TopicPartitionList) -> anyh
     Ok(consumer.offsets_for_times(tpl, Timeout::After(Duration::from_secs(5)))?)
 }
 
-/// Moves every received broadcast into the fan-out.
-async fn receive(consumer: Arc<StreamConsumer>, fanout: Fanout) {
+/// Moves every received broadcast into the fan-out, recording how long after
+/// its publication it arrived.
+async fn receive(consumer: Arc<StreamConsumer>, fanout: Fanout, metrics: KafkaMetrics) {
     loop {
         match consumer.recv().await {
             Ok(msg) => {
+                if let Some(published_ms) = msg.timestamp().to_millis() {
+                    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+                    // Clocks of other hosts may be ahead: never a negative delay.
+                    metrics.delay.record(now_ms.saturating_sub(published_ms).max(0) as f64 / 1000.0);
+                }
                 if let Some(payload) = msg.payload() {
                     fanout.deliver(payload);
                 }
             }
             Err(e) => {
+                metrics.consume_error.increment(1);
                 debug!(error = %e, "broadcast consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_memcached::{AsciiProtocol, Client};
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use super::{Cache, CacheError, CacheKey};
 use crate::config::MemcachedOptions;
+use crate::metrics::{CacheFailure, CacheOp, MemcachedMetrics};
 
 /// Points per node on the ring, for an even spread of keys.
 const VIRTUAL_NODES: u16 = 160;
@@ -71,6 +72,7 @@ pub struct MemcachedCache {
     opts: MemcachedOptions,
     host: String,
     topology: RwLock<Arc<Topology>>,
+    metrics: MemcachedMetrics,
 }
 
 impl MemcachedCache {
@@ -78,7 +80,12 @@ impl MemcachedCache {
     /// is not fatal: operations fail until it resolves.
     pub async fn start(opts: &MemcachedOptions, host: String) -> Arc<Self> {
         let empty = Topology { ring: HashRing::new(), pools: BTreeMap::new() };
-        let cache = Arc::new(MemcachedCache { opts: opts.clone(), host, topology: RwLock::new(Arc::new(empty)) });
+        let cache = Arc::new(MemcachedCache {
+            opts: opts.clone(),
+            host,
+            topology: RwLock::new(Arc::new(empty)),
+            metrics: MemcachedMetrics::new(),
+        });
         cache.refresh().await;
         let weak = Arc::downgrade(&cache);
         let every = opts.memcached_resolve_interval.max(Duration::from_secs(1));
@@ -156,19 +163,28 @@ impl MemcachedCache {
         pool.get().await.map_err(|e| CacheError(format!("memcached {}: {e}", node.addr)))
     }
 
-    /// Runs `op` on a connection under the operation time limit.
-    async fn with_timeout<T, F>(&self, f: F) -> Result<T, CacheError>
+    /// Runs `op` on a connection under the operation time limit, and
+    /// records its time and failure.
+    async fn with_timeout<T, F>(&self, op: CacheOp, f: F) -> Result<T, CacheError>
     where
         F: std::future::Future<Output = Result<T, CacheError>>,
     {
-        timeout(self.opts.memcached_timeout, f).await.map_err(|_| CacheError("memcached timed out".into()))?
+        let start = Instant::now();
+        let result = timeout(self.opts.memcached_timeout, f).await;
+        let failure = match &result {
+            Err(_) => Some(CacheFailure::Timeout),
+            Ok(Err(_)) => Some(CacheFailure::Error),
+            Ok(Ok(_)) => None,
+        };
+        self.metrics.record(op, start.elapsed(), failure);
+        result.map_err(|_| CacheError("memcached timed out".into()))?
     }
 }
 
 #[async_trait]
 impl Cache for MemcachedCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, CacheError> {
-        self.with_timeout(async {
+        self.with_timeout(CacheOp::Get, async {
             let mut conn = self.connection(key).await?;
             match conn.get(key.as_bytes()).await {
                 Ok(v) => Ok(v.and_then(|v| v.data).map(Bytes::from)),
@@ -180,7 +196,7 @@ impl Cache for MemcachedCache {
 
     async fn set(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), CacheError> {
         let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        self.with_timeout(async {
+        self.with_timeout(CacheOp::Set, async {
             let mut conn = self.connection(key).await?;
             conn.set(key.as_bytes(), value.as_ref(), Some(ttl), None).await.map_err(|e| CacheError(e.to_string()))
         })
