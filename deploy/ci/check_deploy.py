@@ -37,15 +37,24 @@ import re
 import sys
 
 import jsonschema
-import yaml
-
 import kubernetes_validate.utils as kvu
+import yaml
 
 # ---------------------------------------------------------------------------
 # reporting
 
 FAILS = []
 COUNTS = {}
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def read_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
 
 
 def fail(where, what):
@@ -180,7 +189,7 @@ class Metrics:
     def __init__(self, path):
         self.kinds = {}  # name -> set(kind)
         self.types = {}
-        for n, line in enumerate(open(path), 1):
+        for n, line in enumerate(read_text(path).splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -192,8 +201,9 @@ class Metrics:
             kind, name, typ = parts
             if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", name):
                 fail(f"{path}:{n}", f"not a metric name: {name}")
-            if kind == "exported" and not name.startswith("playground_"):
-                fail(f"{path}:{n}", f"exported metric without the playground_ prefix: {name}")
+            # process_*: the standard process metrics every role also exports.
+            if kind == "exported" and not name.startswith(("playground_", "process_")):
+                fail(f"{path}:{n}", f"exported metric without the playground_ or process_ prefix: {name}")
             if typ == "counter" and kind == "exported" and not name.endswith("_total"):
                 fail(f"{path}:{n}", f"counter without _total: {name}")
             if kind in self.kinds.get(name, set()):
@@ -211,9 +221,7 @@ class Metrics:
                 base = name[: -len(suf)]
                 for k in kinds:
                     if self.types.get((k, base)) in ("histogram", "summary"):
-                        if suf == "_bucket" and self.types[(k, base)] == "summary":
-                            return False
-                        return True
+                        return not (suf == "_bucket" and self.types[(k, base)] == "summary")
         return False
 
     def is_adapter(self, name):
@@ -224,7 +232,7 @@ class Metrics:
 # schemas
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_schema_contents(filename, desired_version):
     return _orig_schema_contents(filename, desired_version)
 
@@ -820,7 +828,7 @@ def check_gateway(r):
 def check_compose(path, envoy_path, metrics):
     where = path
     try:
-        d = yaml.safe_load(open(path))
+        d = read_yaml(path)
     except yaml.YAMLError as e:
         fail(where, f"not YAML: {e}")
         return
@@ -850,9 +858,9 @@ def check_compose(path, envoy_path, metrics):
             elif src not in named_vols:
                 fail(sw, f"named volume {src} is not declared")
         cmd = s.get("command") or []
-        if "build" in s:
-            if not os.path.exists(os.path.join(base, s["build"]["context"], s["build"].get("dockerfile", "Dockerfile"))):
-                fail(sw, "build context has no Dockerfile")
+        build = s.get("build")
+        if build and not os.path.exists(os.path.join(base, build["context"], build.get("dockerfile", "Dockerfile"))):
+            fail(sw, "build context has no Dockerfile")
         if cmd and cmd[0] in ROLES:
             roles[name] = cmd[0]
             env = s.get("environment") or {}
@@ -889,7 +897,7 @@ def check_compose(path, envoy_path, metrics):
     if not mounted or os.path.normpath(os.path.join(base, mounted[0])) != os.path.normpath(envoy_path):
         fail(where, f"envoy does not mount {envoy_path} at /etc/envoy/envoy.yaml")
     try:
-        cfg = yaml.safe_load(open(envoy_path))
+        cfg = read_yaml(envoy_path)
     except yaml.YAMLError as e:
         fail(envoy_path, f"not YAML: {e}")
         return
@@ -947,8 +955,8 @@ def check_docs(doc, chart_yaml, pins):
     if not os.path.exists(doc):
         fail(doc, "missing")
         return
-    text = open(doc).read()
-    c = yaml.safe_load(open(chart_yaml))
+    text = read_text(doc)
+    c = read_yaml(chart_yaml)
     for d in c.get("dependencies") or []:
         if d["name"] not in text or d["version"] not in text:
             fail(doc, f"does not name the pinned dependency {d['name']} {d['version']}")
@@ -963,7 +971,7 @@ def check_docs(doc, chart_yaml, pins):
 
 
 def check_dockerfile(path, ignore):
-    text = open(path).read()
+    text = read_text(path)
     for want, why in ((r"FROM rust:\$\{RUST_VERSION\}-bookworm AS builder|FROM rust:1\.\d+-bookworm", "a rust bookworm builder"),
                       (r"cargo build --release --locked", "cargo build --release --locked"),
                       (r"^USER 1000:1000$", "USER 1000:1000"),
@@ -972,7 +980,7 @@ def check_dockerfile(path, ignore):
             fail(path, f"no {why}")
     if "ARG RUST_VERSION=1.95" not in text:
         fail(path, "the builder is not pinned to Rust 1.95")
-    ign = open(ignore).read().split()
+    ign = read_text(ignore).split()
     for needed in ("!Cargo.toml", "!Cargo.lock", "!crates/"):
         if needed not in ign:
             fail(ignore, f"{needed} missing: the build needs it")
@@ -993,12 +1001,12 @@ def main():
     repo = a.repo
     metrics = Metrics(os.path.join(repo, "deploy/metrics.txt"))
     crds = CrdSchemas(os.path.join(repo, "deploy/ci/crd-schemas"))
-    defaults = yaml.safe_load(open(os.path.join(repo, "deploy/helm/playground/values.yaml")))
+    defaults = read_yaml(os.path.join(repo, "deploy/helm/playground/values.yaml"))
     for spec in a.render:
         name, manifests, values_file = spec.split("=", 2)
         values = json.loads(json.dumps(defaults))
         if values_file:
-            over = yaml.safe_load(open(values_file)) or {}
+            over = read_yaml(values_file) or {}
             values = merge(values, over)
         r = Render(name, manifests, values)
         if not r.objs:
@@ -1018,7 +1026,7 @@ def main():
         check_gateway(r)
         print(f"  checked render {name}: {len(r.objs)} objects")
     check_dashboard_json("deploy/helm/playground/dashboards/playground.json",
-                         json.load(open(os.path.join(repo, "deploy/helm/playground/dashboards/playground.json"))), metrics)
+                         json.loads(read_text(os.path.join(repo, "deploy/helm/playground/dashboards/playground.json"))), metrics)
     check_compose(os.path.join(repo, "deploy/compose/docker-compose.yaml"),
                   os.path.join(repo, "deploy/compose/envoy.yaml"), metrics)
     check_argocd(os.path.join(repo, "deploy/argocd/application.yaml"), repo, crds)

@@ -59,11 +59,47 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "playground.image" -}}
 {{- $img := .Values.image -}}
+{{- $repo := include "playground.registry" (list . $img.repository) -}}
 {{- if $img.digest -}}
-{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- printf "%s@%s" $repo $img.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag | toString) -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion $img.tag | toString) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A repository with global.imageRegistry in front, when set: (list $ repository) */}}
+{{- define "playground.registry" -}}
+{{- $root := index . 0 -}}
+{{- $repo := index . 1 -}}
+{{- with (($root.Values.global).imageRegistry) -}}
+{{- printf "%s/%s" (trimSuffix "/" .) $repo -}}
+{{- else -}}
+{{- $repo -}}
+{{- end -}}
+{{- end -}}
+
+{{/* initContainers of a pod spec, when any: (list $ values). */}}
+{{- define "playground.initContainers" -}}
+{{- $v := index . 1 -}}
+{{- with $v.initContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* command, args (defaults given) and lifecycle of a container: (list $ values defaultArgs) */}}
+{{- define "playground.commandArgs" -}}
+{{- $v := index . 1 -}}
+{{- with $v.command }}
+command:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+args:
+  {{- toYaml (default (index . 2) $v.args) | nindent 2 }}
+{{- with $v.lifecycle }}
+lifecycle:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "playground.serviceAccountName" -}}
@@ -123,7 +159,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "playground.esName" -}}
-{{- include "playground.depFullname" (list . "eck-elasticsearch") -}}
+{{- $es := index .Values "eck-stack" "eck-elasticsearch" | default dict -}}
+{{- $es.fullnameOverride | default (include "playground.depFullname" (list . "eck-elasticsearch")) -}}
 {{- end -}}
 
 {{- define "playground.esEndpoint" -}}
@@ -163,6 +200,11 @@ valueFrom:
 
 {{- define "playground.validate" -}}
 {{- $grace := add .Values.config.sigtermTimeout .Values.config.reconnectGrace -}}
+{{- with .Values.gateway -}}
+{{- if and .enabled .drain.enabled (le (int .terminationGracePeriodSeconds) (int .drain.seconds)) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be longer than gateway.drain.seconds (%v)" .terminationGracePeriodSeconds .drain.seconds) -}}
+{{- end -}}
+{{- end -}}
 {{- range $c := list "tcp" "udp" "logger" -}}
 {{- $v := index $.Values $c -}}
 {{- if and $v.enabled (le (int $v.terminationGracePeriodSeconds) (int $grace)) -}}
@@ -323,6 +365,9 @@ valueFrom:
         path: {{ last (splitList "/" .) }}
 {{- end }}
 {{- end }}
+{{- with (index $root.Values $c).extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "playground.volumeMounts" -}}
@@ -339,6 +384,9 @@ valueFrom:
 - name: es-ca
   mountPath: /etc/playground/es-ca
   readOnly: true
+{{- end }}
+{{- with (index $root.Values $c).extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
 
