@@ -15,7 +15,7 @@ def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
     logs and the final stop of every instance."""
     # --- the load's own account ---
     log("stopping the load (SIGINT: it reports what ran)")
-    for name, (p, _) in [*loads.items(), ("udp", udp_load)]:
+    for p, _ in [*loads.values(), udp_load]:
         signal_proc(p, signal.SIGINT)
     reports = {}
     for name, (p, path) in [*loads.items(), ("udp", udp_load)]:
