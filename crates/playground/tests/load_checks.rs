@@ -171,7 +171,12 @@ fn ramp_stages_with_a_warmup() {
     let measured: u64 = rows.iter().filter(|row| row["warmup"] == false).map(|row| row["sent"].as_u64().unwrap()).sum();
     assert_eq!(total(&r, "sent"), measured, "{r:#}");
     assert!(measured > 0 && total(&r, "wrong_replies") == 0, "{r:#}");
-    assert_accounted(&r);
+    // A request sent in the warm-up and answered after it counts after it
+    // (docs/load.md), so the ends may exceed the sends by at most one
+    // request in flight per connection at the warm-up's end.
+    let answered = ["received", "late_replies", "wrong_replies", "publish_errors", "unanswered"];
+    let ends: u64 = answered.iter().map(|n| total(&r, n)).sum();
+    assert!((measured..=measured + 4).contains(&ends), "{:#}", r["totals"]);
 }
 
 #[test]
