@@ -137,6 +137,25 @@ impl ErrorReply {
         Some(ErrorReply::TcpOnly(kind.word()))
     }
 
+    /// The length of the reply text, without the line terminator.
+    pub fn len(&self) -> usize {
+        match self {
+            ErrorReply::Protocol(e) => e.as_str().len(),
+            ErrorReply::InvalidToken => b"error: invalid token".len(),
+            ErrorReply::InvalidTokenRelogin => b"error: invalid token, re-login".len(),
+            ErrorReply::NotFound(key) => b"error: finding key ".len() + key.len(),
+            ErrorReply::CacheUnavailable => b"error: cache unavailable".len(),
+            ErrorReply::BroadcastUnavailable => b"error: broadcast unavailable".len(),
+            ErrorReply::ServerFull => b"error: server full".len(),
+            ErrorReply::TcpOnly(command) => b"error: ".len() + command.len() + b" is only available over TCP".len(),
+        }
+    }
+
+    /// Never: every error reply has text. (For clippy's `len_without_is_empty`.)
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     fn to_text(&self) -> BytesMut {
         let mut out = BytesMut::new();
         self.put(&mut out);
@@ -260,6 +279,18 @@ impl Reply {
         out.put_slice(ending.as_bytes());
     }
 
+    /// The number of bytes [`Reply::encode`] appends, without encoding.
+    pub fn encoded_len(&self, ending: Ending) -> usize {
+        let body = match self {
+            Reply::Token(_) => crate::TOKEN_LEN,
+            Reply::Echo(b) | Reply::Value(b) => b.len(),
+            Reply::Success => b"success".len(),
+            Reply::Published => return 0,
+            Reply::Error(e) => e.len(),
+        };
+        body + ending.as_bytes().len()
+    }
+
     /// The reply as one line with its `\n` (empty for `Published`).
     pub fn to_line(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.encoded_len_hint());
@@ -358,6 +389,11 @@ mod tests {
             let mut again = BytesMut::new();
             parsed.encode(&mut again, Ending::Bare);
             assert_eq!(again, out, "{kind:?}");
+            for ending in [Ending::Bare, Ending::Newline] {
+                let mut encoded = BytesMut::new();
+                reply.encode(&mut encoded, ending);
+                assert_eq!(reply.encoded_len(ending), encoded.len(), "{reply:?}");
+            }
             assert_eq!(parsed.is_error(), reply.is_error());
         }
         assert_eq!(Reply::parse(CommandKind::McSet, b"stored"), None);
@@ -371,5 +407,6 @@ mod tests {
         assert_eq!(line(Reply::Echo(Bytes::from_static(b"a:b"))), "a:b\n");
         assert_eq!(line(Reply::Value(Bytes::new())), "\n");
         assert!(Reply::Published.to_line().is_empty());
+        assert_eq!(Reply::Published.encoded_len(Ending::Newline), 0);
     }
 }

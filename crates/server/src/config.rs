@@ -183,6 +183,23 @@ pub struct UdpOptions {
     /// absorbs bursts; Linux caps it at net.core.rmem_max / wmem_max).
     #[arg(long, env = "UDP_SOCKET_BUFFER", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(4096..))]
     pub udp_socket_buffer: u32,
+    /// Largest reply, on the wire (IP and UDP headers counted), as a multiple
+    /// of its request; a larger reply is dropped and counted (reason
+    /// `amplification`), so the server cannot be used to amplify traffic
+    /// aimed at a spoofed source. The largest legitimate reply is 3.94 times
+    /// its request (docs/udp.md).
+    #[arg(long, env = "UDP_MAX_AMPLIFICATION", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub udp_max_amplification: u32,
+    /// Replies per second one source IP may get (a token bucket per IP);
+    /// beyond it datagrams are dropped and counted (reason `rate_limited`).
+    /// 0: no limit (behind a load balancer that hides client IPs, every
+    /// client would share one bucket).
+    #[arg(long, env = "UDP_REPLY_RATE", default_value_t = 0)]
+    pub udp_reply_rate: u32,
+    /// Replies one source IP may get at once before UDP_REPLY_RATE applies
+    /// (the bucket's size).
+    #[arg(long, env = "UDP_REPLY_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_reply_burst: u32,
 }
 
 /// Options every server role shares: the process's, and how long it keeps

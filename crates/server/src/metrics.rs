@@ -277,6 +277,10 @@ pub struct UdpMetrics {
     pub dropped_overload: Counter,
     /// The reply could not be sent.
     pub dropped_send_error: Counter,
+    /// The reply was larger than UDP_MAX_AMPLIFICATION times its request.
+    pub dropped_amplification: Counter,
+    /// The source IP had used up its UDP_REPLY_RATE.
+    pub dropped_rate_limited: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
 }
@@ -292,6 +296,8 @@ impl UdpMetrics {
             dropped_unknown: dropped("unknown_command"),
             dropped_overload: dropped("overload"),
             dropped_send_error: dropped("send_error"),
+            dropped_amplification: dropped("amplification"),
+            dropped_rate_limited: dropped("rate_limited"),
             bytes_in: counter!("playground_bytes_received_total", "transport" => "udp"),
             bytes_out: counter!("playground_bytes_sent_total", "transport" => "udp"),
         }

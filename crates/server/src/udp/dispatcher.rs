@@ -9,7 +9,8 @@
 //! of its own and keeps its slot until it is answered. When every slot is
 //! busy, datagrams wait in the bounded queue that finishing workers drain;
 //! when the queue is full they are dropped and counted, so overload costs a
-//! counter, never memory.
+//! counter, never memory. Every reply passes the [`Guard`] before it is
+//! sent.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,6 +24,7 @@ use tokio::net::UdpSocket;
 use tracing::debug;
 
 use super::admission::{Admission, Wait};
+use super::guard::Guard;
 use super::{Answer, Config, receiver};
 use crate::executor::{Executor, Peer, Transport};
 use crate::metrics::{CommandMetrics, UdpMetrics};
@@ -36,19 +38,22 @@ pub struct Shared {
     lifecycle: Lifecycle,
     commands: CommandMetrics,
     metrics: UdpMetrics,
+    guard: Arc<Guard>,
     transport: Transport,
     max_command: usize,
     batch: usize,
 }
 
 impl Shared {
-    /// Shared state for a server with `config`.
-    pub fn new(executor: Arc<Executor>, lifecycle: Lifecycle, config: &Config) -> Self {
+    /// Shared state for a server with `config`, checking replies with `guard`
+    /// (one for every socket of the server).
+    pub fn new(executor: Arc<Executor>, lifecycle: Lifecycle, config: &Config, guard: Arc<Guard>) -> Self {
         Shared {
             executor,
             lifecycle,
             commands: CommandMetrics::new("udp"),
             metrics: UdpMetrics::new(),
+            guard,
             transport: Transport::Udp { check_ip: config.check_ip },
             max_command: config.max_command,
             batch: config.batch,
@@ -114,10 +119,10 @@ impl SocketWorker {
                 if self.admission.release() {
                     self.spawn_worker(None);
                 }
-                self.deliverable(answer)
+                self.deliverable(answer, len, from)
             }
             Poll::Pending => {
-                self.spawn_worker(Some((running, from)));
+                self.spawn_worker(Some((running, len, from)));
                 None
             }
         }
@@ -132,9 +137,10 @@ impl SocketWorker {
         })
     }
 
-    /// The reply, unless the datagram was not a command: those get no reply,
-    /// so a spoofed source cannot aim our answers at someone else.
-    fn deliverable(&self, answer: Answer) -> Option<Answer> {
+    /// The reply, unless the datagram was not a command (those get no
+    /// reply, so a spoofed source cannot aim our answers at someone else) or
+    /// the [`Guard`] stops it.
+    fn deliverable(&self, answer: Answer, request_len: usize, from: SocketAddr) -> Option<Answer> {
         // Only `brd` publishes without a reply, and it is TCP-only; nothing to send.
         if answer.0 == Reply::Published {
             return None;
@@ -143,11 +149,11 @@ impl SocketWorker {
             self.shared.metrics.dropped_unknown.increment(1);
             return None;
         }
-        Some(answer)
+        self.shared.guard.allows(&answer, request_len, from, &self.shared.metrics).then_some(answer)
     }
 
     /// A task holding one slot: finishes `first`, then drains the queue.
-    fn spawn_worker(self: &Arc<Self>, first: Option<(Running, SocketAddr)>) {
+    fn spawn_worker(self: &Arc<Self>, first: Option<(Running, usize, SocketAddr)>) {
         let this = self.clone();
         let close = self.shared.lifecycle.close.clone();
         self.shared.lifecycle.tasks.spawn(async move {
@@ -158,17 +164,18 @@ impl SocketWorker {
         });
     }
 
-    async fn work(self: Arc<Self>, first: Option<(Running, SocketAddr)>) {
+    async fn work(self: Arc<Self>, first: Option<(Running, usize, SocketAddr)>) {
         let mut out = BytesMut::new();
-        if let Some((running, from)) = first {
-            if let Some(answer) = self.deliverable(running.await) {
+        if let Some((running, len, from)) = first {
+            if let Some(answer) = self.deliverable(running.await, len, from) {
                 self.send(answer, from, &mut out).await;
             }
         }
         loop {
             while let Some((datagram, from)) = self.admission.next_waiting() {
+                let len = datagram.len();
                 let answer = self.clone().answer(datagram, from).await;
-                if let Some(answer) = self.deliverable(answer) {
+                if let Some(answer) = self.deliverable(answer, len, from) {
                     self.send(answer, from, &mut out).await;
                 }
             }

@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::Config;
 use super::dispatcher::{Shared, SocketWorker};
+use super::guard::{self, Guard};
 use crate::executor::Executor;
 use crate::runtime::Spread;
 
@@ -69,8 +70,14 @@ pub fn serve(
 ) {
     let addr = sockets.first().and_then(|s| s.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default();
     info!(%addr, transport = "udp", sockets = sockets.len(), workers = config.workers, queue = config.queue, batch = config.batch, check_ip = config.check_ip, "Listening");
-    let shared: Vec<_> =
-        executors.iter().map(|e| Arc::new(Shared::new(e.clone(), lifecycle.clone(), config))).collect();
+    // One guard for every socket and runtime: a source's bucket is the same
+    // whichever socket the kernel hands its datagrams to.
+    let guard = Arc::new(Guard::new(config));
+    lifecycle.tasks.spawn(guard::forget_idle_sources(guard.clone(), lifecycle.reconnect.clone()));
+    let shared: Vec<_> = executors
+        .iter()
+        .map(|e| Arc::new(Shared::new(e.clone(), lifecycle.clone(), config, guard.clone())))
+        .collect();
     for (i, socket) in sockets.into_iter().enumerate() {
         let runtime = i % spread.handles().len();
         let worker = SocketWorker::new(

@@ -13,6 +13,7 @@
 
 mod admission;
 mod dispatcher;
+mod guard;
 mod listener;
 #[cfg(target_os = "linux")]
 mod mmsg;
@@ -55,6 +56,12 @@ pub struct Config {
     pub batch: usize,
     /// SO_RCVBUF / SO_SNDBUF asked for each socket.
     pub socket_buffer: usize,
+    /// Largest reply on the wire, as a multiple of its request.
+    pub max_amplification: u32,
+    /// Replies per second per source IP; 0: no limit.
+    pub reply_rate: u32,
+    /// Replies a source IP may get at once.
+    pub reply_burst: u32,
 }
 
 impl Config {
@@ -74,6 +81,9 @@ impl Config {
             check_ip: opts.udp_check_ip,
             batch: opts.udp_batch.max(1) as usize,
             socket_buffer: opts.udp_socket_buffer as usize,
+            max_amplification: opts.udp_max_amplification,
+            reply_rate: opts.udp_reply_rate,
+            reply_burst: opts.udp_reply_burst,
         }
     }
 

@@ -41,7 +41,7 @@ impl Cache for GatedCache {
     }
 }
 
-fn options(workers: u32, queue: u32) -> UdpOptions {
+pub(super) fn options(workers: u32, queue: u32) -> UdpOptions {
     UdpOptions {
         udp_sockets: 1,
         workers,
@@ -49,6 +49,9 @@ fn options(workers: u32, queue: u32) -> UdpOptions {
         udp_check_ip: false,
         udp_batch: 32,
         udp_socket_buffer: 1 << 20,
+        udp_max_amplification: 4,
+        udp_reply_rate: 0,
+        udp_reply_burst: 100,
     }
 }
 
