@@ -242,6 +242,7 @@ fn help_documents_every_option_with_its_variable() {
         "PORT",
         "BUFF_SIZE",
         "IDLE_TIMEOUT",
+        "LINE_TIMEOUT",
         "MAX_CONNECTIONS",
         "CLIENT_QUEUE",
         "WRITE_TIMEOUT",

@@ -103,6 +103,11 @@ pub enum ErrorReply {
     ServerFull,
     /// A TCP-only command (`login`, `brd`) arrived over UDP.
     TcpOnly(&'static str),
+    /// A line was not completed within LINE_TIMEOUT; the connection closes.
+    LineTimeout,
+    /// The connection sent commands faster than its rate limit; the command
+    /// was not executed.
+    RateLimited,
 }
 
 impl From<ProtocolError> for ErrorReply {
@@ -122,6 +127,8 @@ impl ErrorReply {
             ErrorReply::CacheUnavailable,
             ErrorReply::BroadcastUnavailable,
             ErrorReply::ServerFull,
+            ErrorReply::LineTimeout,
+            ErrorReply::RateLimited,
         ];
         if let Some(e) = fixed.into_iter().find(|e| e.to_text() == text) {
             return Some(e);
@@ -148,6 +155,8 @@ impl ErrorReply {
             ErrorReply::BroadcastUnavailable => b"error: broadcast unavailable".len(),
             ErrorReply::ServerFull => b"error: server full".len(),
             ErrorReply::TcpOnly(command) => b"error: ".len() + command.len() + b" is only available over TCP".len(),
+            ErrorReply::LineTimeout => b"error: line timeout".len(),
+            ErrorReply::RateLimited => b"error: rate limited".len(),
         }
     }
 
@@ -175,6 +184,8 @@ impl ErrorReply {
             ErrorReply::CacheUnavailable => out.put_slice(b"error: cache unavailable"),
             ErrorReply::BroadcastUnavailable => out.put_slice(b"error: broadcast unavailable"),
             ErrorReply::ServerFull => out.put_slice(b"error: server full"),
+            ErrorReply::LineTimeout => out.put_slice(b"error: line timeout"),
+            ErrorReply::RateLimited => out.put_slice(b"error: rate limited"),
             ErrorReply::TcpOnly(command) => {
                 out.put_slice(b"error: ");
                 out.put_slice(command.as_bytes());
@@ -330,6 +341,8 @@ mod tests {
             ErrorReply::ServerFull,
             ErrorReply::TcpOnly("login"),
             ErrorReply::Protocol(ProtocolError::LineTooLong),
+            ErrorReply::LineTimeout,
+            ErrorReply::RateLimited,
         ];
         for e in all {
             let l = line(Reply::Error(e));
@@ -343,6 +356,8 @@ mod tests {
         assert_eq!(line(ErrorReply::CacheUnavailable.into()), "error: cache unavailable\n");
         assert_eq!(line(ErrorReply::BroadcastUnavailable.into()), "error: broadcast unavailable\n");
         assert_eq!(line(ErrorReply::ServerFull.into()), "error: server full\n");
+        assert_eq!(line(ErrorReply::LineTimeout.into()), "error: line timeout\n");
+        assert_eq!(line(ErrorReply::RateLimited.into()), "error: rate limited\n");
         assert_eq!(line(ErrorReply::InvalidToken.into()), "error: invalid token\n");
         assert_eq!(line(ErrorReply::InvalidTokenRelogin.into()), "error: invalid token, re-login\n");
         assert_eq!(line(ErrorReply::TcpOnly("brd").into()), "error: brd is only available over TCP\n");
@@ -376,6 +391,8 @@ mod tests {
             (CommandKind::Msg, ErrorReply::ServerFull.into()),
             (CommandKind::Login, ErrorReply::TcpOnly("login").into()),
             (CommandKind::McGet, ErrorReply::CacheUnavailable.into()),
+            (CommandKind::Msg, ErrorReply::LineTimeout.into()),
+            (CommandKind::Brd, ErrorReply::RateLimited.into()),
         ];
         for (kind, reply) in cases
             .into_iter()

@@ -85,6 +85,12 @@ pub struct TcpOptions {
     /// Disconnect a client after this long without a command (e.g. `600`, `10m`).
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// In line framing, time a line has from its first byte to its `\n`;
+    /// a client that has not finished it by then gets `error: line timeout`
+    /// and is disconnected (a slowloris cannot hold a connection with a line
+    /// that never ends).
+    #[arg(long, env = "LINE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub line_timeout: Duration,
     /// Maximum simultaneous TCP connections; beyond it clients get `error: server full`.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -317,6 +323,7 @@ mod tests {
         assert_eq!(args.port, 40000);
         assert_eq!(args.tcp.buff_size, 512);
         assert_eq!(args.tcp.idle_timeout, Duration::from_secs(600));
+        assert_eq!(args.tcp.line_timeout, Duration::from_secs(30));
         assert_eq!(args.common.sigterm_timeout, Duration::from_secs(20));
         let err = Cli::try_parse_from(["playground", "tcp", "--idle-timeout", "soon"]).unwrap_err();
         assert!(err.to_string().contains("IDLE_TIMEOUT"), "{err}");

@@ -9,6 +9,11 @@
 //! [`Input::Pending`] so the handler can wait a short grace period for the
 //! rest of the line before it calls [`FramingCodec::decide_packet`]. Deciding
 //! is the handler's job because it needs a clock; the codec only frames.
+//!
+//! In line framing the codec also reports [`Input::LineStarted`] when the
+//! first bytes of a line arrive without its end, so the handler can hold the
+//! line to LINE_TIMEOUT; a line that is too long stays started until the
+//! next complete line, since the rest of it is still being discarded.
 
 use bytes::{Bytes, BytesMut};
 use playground_protocol::{Frame, LineCodec};
@@ -26,6 +31,8 @@ pub enum Input {
     /// Undecided: more bytes without a line ending arrived (the handler
     /// restarts its grace period).
     Pending,
+    /// Line framing: a line has begun and its end has not arrived yet.
+    LineStarted,
 }
 
 /// The decoder of one connection.
@@ -33,8 +40,8 @@ pub enum Input {
 pub enum FramingCodec {
     /// No framing yet; `seen` bytes have been reported as pending.
     Undecided { line: LineCodec, max: usize, seen: usize },
-    /// Line framing.
-    Line(LineCodec),
+    /// Line framing; `started` while a line is incomplete (reported once).
+    Line { line: LineCodec, started: bool },
     /// Packet framing: each read is one command of at most `max` bytes.
     Packet { max: usize },
 }
@@ -46,7 +53,7 @@ impl FramingCodec {
         let line = LineCodec::new(max + 1);
         match mode {
             FramingMode::Auto => FramingCodec::Undecided { line, max, seen: 0 },
-            FramingMode::Line => FramingCodec::Line(line),
+            FramingMode::Line => FramingCodec::Line { line, started: false },
             FramingMode::Packet => FramingCodec::Packet { max },
         }
     }
@@ -66,7 +73,7 @@ impl FramingCodec {
     pub fn decide_packet(&mut self, buf: &mut BytesMut) -> Bytes {
         let max = match self {
             FramingCodec::Undecided { max, .. } | FramingCodec::Packet { max } => *max,
-            FramingCodec::Line(_) => usize::MAX,
+            FramingCodec::Line { .. } => usize::MAX,
         };
         *self = FramingCodec::Packet { max };
         take_packet(buf, max)
@@ -79,7 +86,18 @@ impl Decoder for FramingCodec {
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Input>, Self::Error> {
         match self {
-            FramingCodec::Line(line) => Ok(line.decode(buf)?.map(Input::Line)),
+            FramingCodec::Line { line, started } => Ok(match line.decode(buf)? {
+                Some(frame) => {
+                    // An over-long line goes on until its `\n` is discarded.
+                    *started = frame == Frame::TooLong;
+                    Some(Input::Line(frame))
+                }
+                None if !*started && !buf.is_empty() => {
+                    *started = true;
+                    Some(Input::LineStarted)
+                }
+                None => None,
+            }),
             // A packet connection reads one command per read: `FramedRead`
             // calls `decode` after every read, so taking the whole buffer
             // gives one frame per read, as the original did.
@@ -90,7 +108,7 @@ impl Decoder for FramingCodec {
                 // and the buffer must not grow without bound while undecided).
                 if buf.contains(&b'\n') || buf.len() > *max + 1 {
                     let line = std::mem::replace(line, LineCodec::new(0));
-                    *self = FramingCodec::Line(line);
+                    *self = FramingCodec::Line { line, started: false };
                     return self.decode(buf);
                 }
                 if buf.len() > *seen {
@@ -104,14 +122,14 @@ impl Decoder for FramingCodec {
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Input>, Self::Error> {
         match self {
-            FramingCodec::Line(line) => Ok(line.decode_eof(buf)?.map(Input::Line)),
+            FramingCodec::Line { line, .. } => Ok(line.decode_eof(buf)?.map(Input::Line)),
             FramingCodec::Packet { .. } => self.decode(buf),
             // The client closed before the framing was decided: its last
             // bytes are a final unterminated line, as `printf msg:hi | nc -N`
             // has always been answered.
             FramingCodec::Undecided { line, .. } => {
                 let line = std::mem::replace(line, LineCodec::new(0));
-                *self = FramingCodec::Line(line);
+                *self = FramingCodec::Line { line, started: false };
                 self.decode_eof(buf)
             }
         }
@@ -182,9 +200,29 @@ mod tests {
     }
 
     #[test]
+    fn a_started_line_is_reported_once_until_it_ends() {
+        let mut c = FramingCodec::new(FramingMode::Auto, 8);
+        let mut buf = BytesMut::from(&b"msg:a\nms"[..]);
+        let a = Input::Line(Frame::Line(Bytes::from_static(b"msg:a")));
+        assert_eq!(decode_all(&mut c, &mut buf), vec![a, Input::LineStarted]);
+        buf.extend_from_slice(b"g");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![]);
+        buf.extend_from_slice(b":b\n");
+        let b = Input::Line(Frame::Line(Bytes::from_static(b"msg:b")));
+        assert_eq!(decode_all(&mut c, &mut buf), vec![b]);
+        // An over-long line stays started while its rest is discarded.
+        buf.extend_from_slice(&[b'x'; 20]);
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Line(Frame::TooLong)]);
+        buf.extend_from_slice(&[b'x'; 20]);
+        assert_eq!(decode_all(&mut c, &mut buf), vec![]);
+        buf.extend_from_slice(b"x\nok\n");
+        assert_eq!(decode_all(&mut c, &mut buf), vec![Input::Line(Frame::Line(Bytes::from_static(b"ok")))]);
+    }
+
+    #[test]
     fn forced_modes() {
         let mut line = FramingCodec::new(FramingMode::Line, 16);
-        assert_eq!(decode_all(&mut line, &mut BytesMut::from(&b"msg"[..])), vec![]);
+        assert_eq!(decode_all(&mut line, &mut BytesMut::from(&b"msg"[..])), vec![Input::LineStarted]);
         let mut packet = FramingCodec::new(FramingMode::Packet, 16);
         assert_eq!(
             decode_all(&mut packet, &mut BytesMut::from(&b"msg\n"[..])),

@@ -12,8 +12,12 @@
 //! on a connection that has sent nothing at all, which gets them as lines as
 //! it always did (an `nc` that only listens).
 //!
+//! In line framing a line must end within LINE_TIMEOUT of its first byte
+//! (the codec says when one starts); otherwise the client gets
+//! `error: line timeout` and the connection closes.
+//!
 //! The task sleeps until something happens (a command, a broadcast, the idle
-//! deadline, the grace period, shutdown): there is no polling. Its state is
+//! or line deadline, the grace period, shutdown): there is no polling. Its state is
 //! kept small because a server holds hundreds of thousands of them.
 
 use std::net::SocketAddr;
@@ -46,6 +50,7 @@ enum End {
     ClientClosed,
     Idle,
     SlowReader,
+    LineTimeout,
     Reconnect,
     Io,
     Handshake,
@@ -80,6 +85,7 @@ pub async fn handle(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) {
         End::Idle => shared.metrics.idle_disconnects.increment(1),
         End::SlowReader => shared.metrics.slow_disconnects.increment(1),
         End::Handshake => shared.metrics.tls_handshake_failures.increment(1),
+        End::LineTimeout => shared.metrics.line_timeout_disconnects.increment(1),
         _ => {}
     }
     shared.metrics.connections.decrement(1.0);
@@ -92,6 +98,7 @@ enum Wake {
     GraceOver,
     Push(Delivery),
     Idle,
+    LineTimeout,
 }
 
 async fn serve<R, W>(reader: R, mut writer: W, addr: SocketAddr, shared: &Shared) -> End
@@ -115,6 +122,8 @@ where
     let mut last_command = Instant::now();
     let idle = sleep_until(last_command + shared.idle_timeout);
     tokio::pin!(idle);
+    // When the line being read must be complete; set while one is.
+    let mut line_deadline: Option<Instant> = None;
 
     loop {
         let waiting = grace.is_some();
@@ -125,6 +134,7 @@ where
             // Broadcasts wait while the bytes of an undecided first command do.
             delivery = broadcasts.next(), if !waiting => Wake::Push(delivery),
             _ = &mut idle => Wake::Idle,
+            _ = async { sleep_until(line_deadline.expect("guarded")).await }, if line_deadline.is_some() => Wake::LineTimeout,
         };
         let frame = match wake {
             Wake::Reconnect => return say_reconnect(&mut frames, &mut writer, shared).await,
@@ -159,12 +169,22 @@ where
                 idle.as_mut().reset(deadline);
                 continue;
             }
+            Wake::LineTimeout => {
+                let mut notice = BytesMut::new();
+                Reply::from(ErrorReply::LineTimeout).encode(&mut notice, Ending::Newline);
+                write(&mut writer, &notice, shared).await;
+                return End::LineTimeout;
+            }
         };
         let Some(Ok(frame)) = frame else {
             return if frame.is_none() { End::ClientClosed } else { End::Io };
         };
         if frame == Input::Pending {
             grace = Some(Box::pin(sleep(shared.framing_grace)));
+            continue;
+        }
+        track_line(&frame, &mut line_deadline, shared.line_timeout);
+        if frame == Input::LineStarted {
             continue;
         }
         grace = None;
@@ -200,7 +220,10 @@ where
                 break;
             }
             match frames.next().now_or_never() {
-                Some(Some(Ok(frame))) => reply_to(frame, &peer, &mut session, shared, &mut out).await,
+                Some(Some(Ok(frame))) => {
+                    track_line(&frame, &mut line_deadline, shared.line_timeout);
+                    reply_to(frame, &peer, &mut session, shared, &mut out).await
+                }
                 _ => break,
             }
         }
@@ -208,6 +231,18 @@ where
             return End::SlowReader;
         }
         drop(taken);
+    }
+}
+
+/// Keeps the line deadline: set when a line starts (or turns out too long
+/// before it started), cleared when one ends.
+fn track_line(frame: &Input, deadline: &mut Option<Instant>, timeout: Duration) {
+    match frame {
+        Input::LineStarted | Input::Line(Frame::TooLong) => {
+            deadline.get_or_insert_with(|| Instant::now() + timeout);
+        }
+        Input::Line(Frame::Line(_)) => *deadline = None,
+        Input::Packet(_) | Input::Pending => {}
     }
 }
 
@@ -259,7 +294,7 @@ async fn reply_to(input: Input, peer: &Peer, session: &mut Session, shared: &Sha
             }
             (reply, Ending::Bare)
         }
-        Input::Pending => return,
+        Input::Pending | Input::LineStarted => return,
     };
     reply.encode(out, ending);
 }

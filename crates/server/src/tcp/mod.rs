@@ -31,6 +31,7 @@ pub struct Shared {
     pub framing: FramingMode,
     pub framing_grace: Duration,
     pub idle_timeout: Duration,
+    pub line_timeout: Duration,
     pub write_timeout: Duration,
     /// TLS on the listener, when TLS_CERT is set.
     pub tls: Option<Tls>,
@@ -48,6 +49,7 @@ impl Shared {
             framing: opts.tcp_framing,
             framing_grace: opts.framing_grace,
             idle_timeout: opts.idle_timeout,
+            line_timeout: opts.line_timeout,
             write_timeout: opts.write_timeout,
             tls,
         })
