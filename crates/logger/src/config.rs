@@ -35,6 +35,15 @@ pub struct KafkaOptions {
     /// Consumer group: instances of the logger in one group share the partitions.
     #[arg(long, env = "KAFKA_CONSUMER_GROUP", default_value = "playground-logger")]
     pub kafka_consumer_group: String,
+    /// This instance's static membership in the group (Kafka's
+    /// `group.instance.id`) [default: POD_NAME, else the host name]. An
+    /// instance that restarts under the same id, after a crash too, gets its
+    /// partitions back at once instead of after the dead member's session
+    /// timeout (45 s); it must be unique within the group. Empty: dynamic
+    /// membership (a restart waits for the session timeout, but a clean
+    /// stop hands the partitions over at once).
+    #[arg(long, env = "LOGGER_INSTANCE_ID")]
+    pub logger_instance_id: Option<String>,
     /// Where a group without committed offsets starts: `earliest` indexes what the
     /// topic still holds, `latest` only what arrives after the first start.
     #[arg(long, env = "KAFKA_AUTO_OFFSET_RESET", value_enum, default_value_t = OffsetReset::Earliest)]

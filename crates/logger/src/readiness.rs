@@ -1,6 +1,8 @@
 //! The logger's `/readyz`: true only while both Kafka and the search engine
-//! answer and the index is set up, so a dashboard or a rollout sees a logger
-//! that cannot make progress.
+//! answer, the index is set up and the consumer group gave this instance
+//! partitions to read, so a dashboard or a rollout sees a logger that cannot
+//! make progress (a restarted one before it has rejoined, or a member with
+//! nothing to read because the group has more members than partitions).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,12 +45,12 @@ pub async fn run(
     let probe_timeout = interval.clamp(Duration::from_secs(2), Duration::from_secs(5));
     let mut was_ready = None;
     while !shutdown.is_cancelled() {
-        let (search_ok, kafka_ok) = tokio::join!(
+        let (search_ok, kafka) = tokio::join!(
             tokio::time::timeout(probe_timeout, search.health()),
-            source::reachable(consumer.clone(), topic.clone(), probe_timeout),
+            source::state(consumer.clone(), topic.clone(), probe_timeout),
         );
         let search_ok = matches!(search_ok, Ok(Ok(())));
-        let ready = search_ok && kafka_ok && set_up.done.load(Ordering::Relaxed);
+        let ready = search_ok && kafka.reachable && kafka.holds_partitions && set_up.done.load(Ordering::Relaxed);
         // A probe that was running when shutdown began must not turn
         // readiness back on.
         if shutdown.is_cancelled() {
@@ -56,7 +58,13 @@ pub async fn run(
         }
         lifecycle.set_ready(ready);
         if was_ready != Some(ready) {
-            info!(ready, kafka = kafka_ok, search_engine = search_ok, "Readiness changed");
+            info!(
+                ready,
+                kafka = kafka.reachable,
+                partitions = kafka.holds_partitions,
+                search_engine = search_ok,
+                "Readiness changed"
+            );
             was_ready = Some(ready);
         }
         tokio::select! {

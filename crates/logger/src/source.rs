@@ -4,6 +4,11 @@
 //! batch; a restart or a rebalance resumes from the last commit, and the
 //! deterministic document ids make the replay overwrite, never duplicate.
 //!
+//! The consumer is a static member of its group (`group.instance.id`), so an
+//! instance that restarts under the same id, after `kill -9` too, takes its
+//! partitions back at once instead of waiting for the dead member's session
+//! to time out.
+//!
 //! librdkafka's statistics feed the consumer-lag gauge per partition (high
 //! watermark minus committed offset: the events not yet safely indexed).
 
@@ -72,9 +77,13 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(i32, i64)> {
 /// The consumer type of the logger.
 pub type LogConsumer = StreamConsumer<SourceContext>;
 
-/// Creates the consumer and subscribes it to the log topic.
-pub fn consumer(opts: &KafkaOptions) -> anyhow::Result<Arc<LogConsumer>> {
+/// Creates the consumer and subscribes it to the log topic; `instance_id`
+/// makes it a static member of the group unless it is empty.
+pub fn consumer(opts: &KafkaOptions, instance_id: &str) -> anyhow::Result<Arc<LogConsumer>> {
     let mut config = opts.client_config()?;
+    if !instance_id.is_empty() {
+        config.set("group.instance.id", instance_id);
+    }
     config
         .set("group.id", &opts.kafka_consumer_group)
         .set("client.id", "playground-logger")
@@ -129,7 +138,22 @@ pub fn commit(consumer: &LogConsumer, topic: &str, offsets: &BTreeMap<i32, i64>,
     }
 }
 
-/// Whether the brokers answer a metadata request for the topic (for /readyz).
-pub async fn reachable(consumer: Arc<LogConsumer>, topic: String, timeout: Duration) -> bool {
-    tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), timeout).is_ok()).await.unwrap_or(false)
+/// What the readiness probe learns from Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaState {
+    /// The brokers answer a metadata request for the topic.
+    pub reachable: bool,
+    /// The group gave this instance at least one partition to read.
+    pub holds_partitions: bool,
+}
+
+/// Asks the brokers for the topic's metadata and the consumer for its
+/// assignment (for /readyz).
+pub async fn state(consumer: Arc<LogConsumer>, topic: String, timeout: Duration) -> KafkaState {
+    tokio::task::spawn_blocking(move || KafkaState {
+        reachable: consumer.fetch_metadata(Some(&topic), timeout).is_ok(),
+        holds_partitions: consumer.assignment().is_ok_and(|a| a.count() > 0),
+    })
+    .await
+    .unwrap_or(KafkaState { reachable: false, holds_partitions: false })
 }

@@ -38,7 +38,8 @@ pub async fn run(args: LoggerArgs) -> anyhow::Result<()> {
     .await?;
 
     let search = SearchClient::new(&args.search)?;
-    let consumer = source::consumer(&args.kafka)?;
+    let instance_id = args.kafka.logger_instance_id.clone().unwrap_or_else(|| args.process.process.instance_name());
+    let consumer = source::consumer(&args.kafka, &instance_id)?;
     let dead_letter = match &args.kafka.dead_letter_topic {
         Some(topic) => Some(DeadLetterTopic { producer: source::producer(&args.kafka)?, topic: topic.clone() }),
         None => None,
@@ -46,6 +47,7 @@ pub async fn run(args: LoggerArgs) -> anyhow::Result<()> {
     info!(
         topic = %args.kafka.kafka_logging_topic,
         group = %args.kafka.kafka_consumer_group,
+        instance = %instance_id,
         endpoint = %args.search.elasticsearch_endpoint,
         index = %args.search.elasticsearch_logging_index,
         alias = %args.search.elasticsearch_alias,

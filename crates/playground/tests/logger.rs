@@ -1,5 +1,6 @@
 //! `playground logger` against a real Kafka and a real OpenSearch: exact
-//! indexing of the logs two running servers ship, SIGKILL and restart, a 30 s search
+//! indexing of the logs two running servers ship, SIGKILL and restart (and
+//! the quick rejoin of static membership), a 30 s search
 //! engine outage, rejected events, the original's records beside playground's,
 //! and restarts over an existing index.
 //!
@@ -564,6 +565,52 @@ fn sigkill_mid_stream_then_restart_indexes_every_event_exactly_once() {
     assert_eq!(s.count(&alias), total as u64, "count after the restart");
     eprintln!("sigkill: {overwritten} documents were indexed again after the restart and overwritten in place");
     logger.assert_running();
+    s.delete_index(&index);
+}
+
+#[test]
+fn after_sigkill_a_restarted_logger_rejoins_at_once_and_is_ready_only_with_partitions() {
+    let Some(s) = services("rejoin") else { return };
+    let (topic, group, index, alias) = names("rejoin");
+    s.create_topic(&topic, 3);
+    let settings = [("BATCH_TIMEOUT", "100ms")];
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    let shipper = Shipper::new(&s, &topic, "playground-tcp-a");
+    shipper.ship(0..100, 0, Duration::ZERO);
+    wait_for(Duration::from_secs(60), "the first events", || s.count(&alias) >= 100);
+    logger.signal("KILL");
+    assert!(!logger.wait_exit(Duration::from_secs(10)).success());
+
+    // The same instance (same host name, the default LOGGER_INSTANCE_ID)
+    // comes back: Kafka hands it its partitions without waiting for the
+    // killed member's session (45 s) to time out.
+    let restarted = Instant::now();
+    let mut logger = Logger::start(&s, &topic, &group, &index, &alias, &settings);
+    logger.wait_ready();
+    assert!(logger.log().contains("Partitions assigned"), "ready before holding partitions:\n{}", logger.log());
+    shipper.ship(100..200, 0, Duration::ZERO);
+    wait_for(Duration::from_secs(20), "the events shipped after the restart", || s.count(&alias) >= 200);
+    let took = restarted.elapsed();
+    assert!(took < Duration::from_secs(30), "{took:?} from restart to indexing, the session timeout is 45 s");
+    eprintln!("rejoin: restart to indexed in {took:?}");
+    s.delete_index(&index);
+}
+
+#[test]
+fn a_logger_holding_no_partition_is_not_ready() {
+    let Some(s) = services("idle-member") else { return };
+    let (topic, group, index, alias) = names("idle");
+    s.create_topic(&topic, 1);
+    let mut a = Logger::start(&s, &topic, &group, &index, &alias, &[("LOGGER_INSTANCE_ID", "a")]);
+    a.wait_ready();
+    // One partition, two members: one of them holds nothing.
+    let mut b = Logger::start(&s, &topic, &group, &index, &alias, &[("LOGGER_INSTANCE_ID", "b")]);
+    wait_for(Duration::from_secs(60), "exactly one ready member", || {
+        b.log().contains("Partitions assigned") && a.ready().is_some() && a.ready() != b.ready()
+    });
+    a.assert_running();
+    b.assert_running();
     s.delete_index(&index);
 }
 
