@@ -97,6 +97,21 @@ pub struct TcpOptions {
     /// Broadcast lines a client may fall behind before it is disconnected as too slow.
     #[arg(long, env = "CLIENT_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub client_queue: u32,
+    /// Commands per second one connection may run (a token bucket per
+    /// connection); beyond it a command gets `error: rate limited` and is
+    /// not executed. 0: no limit.
+    #[arg(long, env = "COMMAND_RATE", default_value_t = 0)]
+    pub command_rate: u32,
+    /// Commands one connection may run at once before COMMAND_RATE applies.
+    #[arg(long, env = "COMMAND_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub command_burst: u32,
+    /// Broadcasts (`brd`) per second one connection may publish; beyond it
+    /// `brd` gets `error: rate limited` and nothing is published. 0: no limit.
+    #[arg(long, env = "BRD_RATE", default_value_t = 0)]
+    pub brd_rate: u32,
+    /// Broadcasts one connection may publish at once before BRD_RATE applies.
+    #[arg(long, env = "BRD_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub brd_burst: u32,
     /// Disconnect a client whose socket accepts no data for this long.
     #[arg(long, env = "WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,

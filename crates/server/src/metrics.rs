@@ -22,6 +22,10 @@ pub fn describe() {
     describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
     describe_counter!("playground_tcp_tls_handshake_failures_total", "TLS handshakes that failed or timed out");
     describe_counter!("playground_tls_reloads_total", "Reloads of TLS_CERT/TLS_KEY after they changed, by result");
+    describe_counter!(
+        "playground_tcp_rate_limited_total",
+        "TCP commands refused with `error: rate limited`, by the limit (`command`, `brd`)"
+    );
     describe_counter!("playground_tcp_framing_total", "TCP connections by the framing their first command chose");
     describe_counter!(
         "playground_tcp_packets_ignored_total",
@@ -224,6 +228,10 @@ pub struct TcpMetrics {
     pub idle_disconnects: Counter,
     pub slow_disconnects: Counter,
     pub line_timeout_disconnects: Counter,
+    /// Commands refused by the connection's COMMAND_RATE.
+    pub rate_limited_command: Counter,
+    /// `brd` refused by the connection's BRD_RATE.
+    pub rate_limited_brd: Counter,
     pub delivered: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
@@ -244,6 +252,8 @@ impl TcpMetrics {
             idle_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "idle"),
             slow_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "slow_reader"),
             line_timeout_disconnects: counter!("playground_tcp_disconnects_total", "reason" => "line_timeout"),
+            rate_limited_command: counter!("playground_tcp_rate_limited_total", "limit" => "command"),
+            rate_limited_brd: counter!("playground_tcp_rate_limited_total", "limit" => "brd"),
             delivered: counter!("playground_broadcasts_delivered_total"),
             bytes_in: counter!("playground_bytes_received_total", "transport" => "tcp"),
             bytes_out: counter!("playground_bytes_sent_total", "transport" => "tcp"),

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use playground_protocol::{Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
+use playground_protocol::{CommandKind, Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
@@ -35,6 +35,7 @@ use tracing::debug;
 
 use super::Shared;
 use super::codec::{FramingCodec, Input};
+use super::limits::{Buckets, Limit};
 use crate::bus::{Delivery, Pushed};
 use crate::executor::{Peer, Session, Transport};
 
@@ -115,6 +116,8 @@ where
     let mut broadcasts = shared.executor.bus().subscribe();
     let peer = Peer { addr, transport: Transport::Tcp };
     let mut session = Session::default();
+    let buckets = shared.quotas.buckets();
+    let conn = Conn { peer: &peer, buckets: &buckets, shared };
     let reconnect = shared.lifecycle.reconnect.clone().cancelled_owned();
     tokio::pin!(reconnect);
     // The idle deadline moves on every command, but the timer is only re-armed
@@ -194,7 +197,7 @@ where
         }
         last_command = Instant::now();
         let mut out = BytesMut::new();
-        reply_to(frame, &peer, &mut session, shared, &mut out).await;
+        reply_to(frame, &conn, &mut session, &mut out).await;
         // Pipelined commands already buffered get their replies in the same write.
         // `now_or_never` never waits for the socket: a buffered `\n` may
         // only end a discarded over-long line. (A packet connection never has
@@ -222,7 +225,7 @@ where
             match frames.next().now_or_never() {
                 Some(Some(Ok(frame))) => {
                     track_line(&frame, &mut line_deadline, shared.line_timeout);
-                    reply_to(frame, &peer, &mut session, shared, &mut out).await
+                    reply_to(frame, &conn, &mut session, &mut out).await
                 }
                 _ => break,
             }
@@ -264,30 +267,51 @@ fn framed(line: &Bytes, packet: bool) -> &[u8] {
     if packet { &line[..line.len() - 1] } else { &line[..] }
 }
 
+/// What running a command needs of its connection.
+struct Conn<'a> {
+    peer: &'a Peer,
+    buckets: &'a Buckets,
+    shared: &'a Shared,
+}
+
+impl Conn<'_> {
+    /// Runs one command in `session` unless a rate limit refuses it.
+    async fn execute(&self, command: Bytes, session: &mut Session) -> Reply {
+        let shared = self.shared;
+        let kind = CommandKind::of_line(&command);
+        match self.buckets.admit(kind) {
+            Ok(()) => shared.executor.execute(command, self.peer, Some(session), &shared.commands).await,
+            Err(limit) => {
+                match limit {
+                    Limit::Command => &shared.metrics.rate_limited_command,
+                    Limit::Brd => &shared.metrics.rate_limited_brd,
+                }
+                .increment(1);
+                shared.commands.record(kind, false, Duration::ZERO);
+                ErrorReply::RateLimited.into()
+            }
+        }
+    }
+}
+
 /// Runs one frame and appends its reply (if any) to `out`, in the frame's
 /// framing. A packet that is not a known command gets no reply, as with the
 /// original; it is counted.
-async fn reply_to(input: Input, peer: &Peer, session: &mut Session, shared: &Shared, out: &mut BytesMut) {
+async fn reply_to(input: Input, conn: &Conn<'_>, session: &mut Session, out: &mut BytesMut) {
+    let shared = conn.shared;
     let (reply, ending) = match input {
         Input::Line(Frame::Line(line)) => {
             shared.metrics.bytes_in.increment(line.len() as u64 + 1);
             let content_len = line.len() - usize::from(line.last() == Some(&b'\r'));
-            let reply = if content_len > shared.max_line {
-                too_long(shared)
-            } else {
-                shared.executor.execute(line, peer, Some(session), &shared.commands).await
-            };
+            let reply = if content_len > shared.max_line { too_long(shared) } else { conn.execute(line, session).await };
             (reply, Ending::Newline)
         }
         Input::Line(Frame::TooLong) => (too_long(shared), Ending::Newline),
         Input::Packet(read) => {
             shared.metrics.bytes_in.increment(read.len() as u64);
             let command = trim_packet(read);
-            let reply = if command.len() > shared.max_line {
-                too_long(shared)
-            } else {
-                shared.executor.execute(command, peer, Some(session), &shared.commands).await
-            };
+            let reply =
+                if command.len() > shared.max_line { too_long(shared) } else { conn.execute(command, session).await };
             if reply == Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)) {
                 shared.metrics.packets_ignored.increment(1);
                 return;

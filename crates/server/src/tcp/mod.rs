@@ -2,10 +2,11 @@
 //! [`handler`] task per client, which (after a TLS handshake when [`tls`] is
 //! on) reads commands through the [`codec`] (line framing, or the original's
 //! packet framing), runs them through the shared executor and pushes
-//! broadcasts.
+//! broadcasts, within the connection's rate [`limits`].
 
 pub mod codec;
 mod handler;
+mod limits;
 mod listener;
 pub mod tls;
 
@@ -35,6 +36,7 @@ pub struct Shared {
     pub write_timeout: Duration,
     /// TLS on the listener, when TLS_CERT is set.
     pub tls: Option<Tls>,
+    pub quotas: limits::Quotas,
 }
 
 impl Shared {
@@ -52,6 +54,7 @@ impl Shared {
             line_timeout: opts.line_timeout,
             write_timeout: opts.write_timeout,
             tls,
+            quotas: limits::Quotas::new(opts),
         })
     }
 }
