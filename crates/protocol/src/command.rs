@@ -110,6 +110,12 @@ impl Command {
                 field(message);
             }
         }
+        // `parse` takes one trailing `\r` for the line end (`\r\n`), so a
+        // last field that ends in `\r` needs one more to survive it (found by
+        // the `command_parser` fuzz target).
+        if out.last() == Some(&b'\r') {
+            out.put_u8(b'\r');
+        }
         out.put_slice(ending.as_bytes());
     }
 }
@@ -349,6 +355,27 @@ mod tests {
         for (i, k) in CommandKind::ALL.iter().enumerate() {
             assert_eq!(k.index(), i);
         }
+    }
+
+    #[test]
+    fn a_last_field_ending_in_cr_survives_the_line_end() {
+        let token = Token::parse(T.as_bytes()).unwrap();
+        let key = Key::new(Bytes::from_static(b"k")).unwrap();
+        let cr = |s: &'static [u8]| Bytes::from_static(s);
+        for command in [
+            Command::Msg { content: cr(b"ms\xff\r") },
+            Command::Msg { content: cr(b"\r") },
+            Command::McSet { token: token.clone(), key, value: cr(b"v\r\r") },
+            Command::Brd { token, message: cr(b"hi\r") },
+        ] {
+            for ending in [Ending::Bare, Ending::Newline] {
+                let mut out = BytesMut::new();
+                command.encode(&mut out, ending);
+                assert_eq!(parse(out.freeze()), Ok(command.clone()), "{command:?} {ending:?}");
+            }
+        }
+        // The fuzzer's input, as a server reads it.
+        assert_eq!(parse(cr(b"msg:ms\xff\r\r\n")), Ok(Command::Msg { content: cr(b"ms\xff\r") }));
     }
 
     #[test]
