@@ -208,6 +208,10 @@ fn document_line(payload: &[u8]) -> Result<Source, String> {
     if first != Some(&b'{') {
         return Err(if payload.is_empty() { "empty message".into() } else { "not a JSON object".into() });
     }
+    // JSON is UTF-8 (RFC 8259), and the search engine refuses anything else;
+    // serde_json skips the fields it does not read without checking them, so
+    // the check is made here (found by the `logger_record` fuzz target).
+    std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
     let record: Record<'_> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let rewritten = match record.timestamp {
         Some(ts) if ts.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
@@ -404,6 +408,17 @@ mod tests {
         assert_eq!(b.dead[0].payload, br#"{"pod":"a","timestamp":-1}"#);
         // The last second RFC 3339 can write is still a time.
         assert_eq!(document(r#"{"timestamp":253402300799}"#).unwrap(), r#"{"timestamp":"9999-12-31T23:59:59.000Z"}"#);
+    }
+
+    #[test]
+    fn a_record_that_is_not_utf8_is_invalid() {
+        let m = LoggerMetrics::new();
+        let mut b = Batch::new();
+        b.push(msg(1, b"{\"pod\":\"x\",\"text\":\"a\\n\xff\xfeb\"}"), &enc(), &m, 0);
+        assert!(b.items.is_empty());
+        assert_eq!(b.dead.len(), 1);
+        assert_eq!(b.dead[0].reason, RejectReason::InvalidJson);
+        assert!(b.dead[0].error.starts_with("not UTF-8"), "{}", b.dead[0].error);
     }
 
     #[test]
