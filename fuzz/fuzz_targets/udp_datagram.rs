@@ -31,10 +31,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| World {
 
 fuzz_target!(|data: &[u8]| {
     let world = &*WORLD;
-    let peer = Peer {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
-        transport: Transport::Udp { check_ip: false },
-    };
+    let peer = Peer { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)), transport: Transport::Udp { check_ip: false } };
     let datagram = Bytes::copy_from_slice(data);
     let ending = Ending::mirroring(&datagram);
     let reply = world.rt.block_on(world.executor.execute(datagram, &peer, &world.metrics));
