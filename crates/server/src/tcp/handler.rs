@@ -303,7 +303,8 @@ async fn reply_to(input: Input, conn: &Conn<'_>, session: &mut Session, out: &mu
         Input::Line(Frame::Line(line)) => {
             shared.metrics.bytes_in.increment(line.len() as u64 + 1);
             let content_len = line.len() - usize::from(line.last() == Some(&b'\r'));
-            let reply = if content_len > shared.max_line { too_long(shared) } else { conn.execute(line, session).await };
+            let reply =
+                if content_len > shared.max_line { too_long(shared) } else { conn.execute(line, session).await };
             (reply, Ending::Newline)
         }
         Input::Line(Frame::TooLong) => (too_long(shared), Ending::Newline),

@@ -74,10 +74,8 @@ pub fn serve(
     // whichever socket the kernel hands its datagrams to.
     let guard = Arc::new(Guard::new(config));
     lifecycle.tasks.spawn(guard::forget_idle_sources(guard.clone(), lifecycle.reconnect.clone()));
-    let shared: Vec<_> = executors
-        .iter()
-        .map(|e| Arc::new(Shared::new(e.clone(), lifecycle.clone(), config, guard.clone())))
-        .collect();
+    let shared: Vec<_> =
+        executors.iter().map(|e| Arc::new(Shared::new(e.clone(), lifecycle.clone(), config, guard.clone()))).collect();
     for (i, socket) in sockets.into_iter().enumerate() {
         let runtime = i % spread.handles().len();
         let worker = SocketWorker::new(
