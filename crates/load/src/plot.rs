@@ -35,7 +35,7 @@ const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1200, 1100);
 
 /// Loads a font once per process (plotters keeps it for good).
-fn load_font() -> anyhow::Result<()> {
+pub fn load_font() -> anyhow::Result<()> {
     static LOADED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = LOADED.get_or_init(|| {
         let candidates: Vec<PathBuf> = std::env::var_os("PLAYGROUND_FONT")

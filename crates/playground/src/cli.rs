@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use playground_load::LoadCommand;
 use playground_logger::config::LoggerArgs;
+use playground_scale::ScaleArgs;
 use playground_server::config::{ServeArgs, TcpArgs, UdpArgs};
 
 /// Serve huge numbers of TCP connections and UDP packets across many
@@ -30,6 +31,9 @@ pub enum Command {
     Load(LoadCommand),
     /// Index the log topic into Elasticsearch/OpenSearch (nothing lost, nothing duplicated).
     Logger(Box<LoggerArgs>),
+    /// Scale tcp instances behind a kube-proxy-style Service with the chart's
+    /// HPA over Prometheus, or plot such a run (docs/scale.md).
+    Scale(ScaleArgs),
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The `playground` binary: one executable, one role per subcommand. It only
 //! dispatches; each role lives in its own crate (`playground-server`,
-//! `playground-logger`, `playground-load`).
+//! `playground-logger`, `playground-load`, `playground-scale`).
 
 mod cli;
 
@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
             // The load's exit code tells whether its results passed their checks.
             Command::Load(command) => playground_load::run(command).await,
             Command::Logger(args) => done(playground_logger::run(*args).await),
+            Command::Scale(args) => done(playground_scale::run(args).await),
         }
     });
     match result {
