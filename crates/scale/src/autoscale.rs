@@ -133,9 +133,13 @@ impl Run {
         let mut sync = tokio::time::interval(self.args.period);
         sync.tick().await; // the first sync one period after the start, as a new HPA's
         let mut announced = false;
+        // One future for the whole run: a signal that comes while a probe or
+        // a sync is running is not missed.
+        let stop = playground_common::lifecycle::wait_for_signal();
+        tokio::pin!(stop);
         loop {
             tokio::select! {
-                s = playground_common::lifecycle::wait_for_signal() => {
+                s = &mut stop => {
                     info!(signal = s, "Stopping");
                     return Ok(());
                 }

@@ -39,19 +39,28 @@ fn charts(ns: &str) -> Vec<Chart> {
         },
         Chart {
             file: "replicas.png",
-            title: "Replicas, the HPA's desired replicas and the Service's endpoints",
+            title: "Replicas, the HPA's desired replicas (and what the metric alone wants), ready endpoints",
             y: "replicas",
             queries: vec![
                 ("", format!(r#"label_replace(playground_scale_replicas{{{sel}}}, "pod", "replicas", "", "")"#), 1.0),
                 ("", format!(r#"label_replace(playground_scale_desired_replicas{{{sel}}}, "pod", "desired", "", "")"#), 1.0),
                 ("", format!(r#"label_replace(playground_scale_endpoints{{{sel}}}, "pod", "ready endpoints", "", "")"#), 1.0),
+                (
+                    "",
+                    format!(r#"label_replace(playground_scale_metric_desired_replicas{{{sel}}}, "pod", "metric alone wants", "", "")"#),
+                    1.0,
+                ),
             ],
         },
         Chart {
             file: "messages.png",
             title: "Commands per second over all instances",
             y: "commands/s",
-            queries: vec![("", format!(r#"sum(rate(playground_commands_total{{{sel}}}[10s]))"#), 1.0)],
+            queries: vec![(
+                "",
+                format!(r#"label_replace(sum(rate(playground_commands_total{{{sel}}}[10s])), "pod", "commands/s", "", "")"#),
+                1.0,
+            )],
         },
         Chart {
             file: "latency.png",
@@ -59,7 +68,9 @@ fn charts(ns: &str) -> Vec<Chart> {
             y: "ms",
             queries: vec![(
                 "",
-                format!(r#"histogram_quantile(0.99, sum by (le) (rate(playground_command_duration_seconds_bucket{{{sel}}}[10s])))"#),
+                format!(
+                    r#"label_replace(histogram_quantile(0.99, sum by (le) (rate(playground_command_duration_seconds_bucket{{{sel}}}[10s]))), "pod", "p99", "", "")"#
+                ),
                 1000.0,
             )],
         },
