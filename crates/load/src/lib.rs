@@ -64,9 +64,9 @@ pub use delivery::{ClientDeliveries, DeliveryCheck};
 pub use framing::Framing;
 pub use merge::{MergeArgs, merge};
 pub use plan::Plan;
-pub use progress::Progress;
 /// Loads the font the pictures are written with (for other crates that draw too).
 pub use plot::load_font;
+pub use progress::Progress;
 pub use report::{BroadcastReport, Report};
 pub use script::Role;
 pub use stages::Stage;

@@ -111,7 +111,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn serve_metrics(port: u16, exposition: Exposition) -> anyhow::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind {addr}"))?;
-    let app = Router::new().route("/metrics", get(move || async move { exposition.lock().expect("not poisoned").clone() }));
+    let app =
+        Router::new().route("/metrics", get(move || async move { exposition.lock().expect("not poisoned").clone() }));
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(())
 }
@@ -259,13 +260,21 @@ impl Run {
         let mut out = String::new();
         let live = self.live().count();
         let _ = writeln!(out, "# TYPE playground_scale_replicas gauge\nplayground_scale_replicas {live}");
-        let _ = writeln!(out, "# TYPE playground_scale_desired_replicas gauge\nplayground_scale_desired_replicas {}", self.desired);
+        let _ = writeln!(
+            out,
+            "# TYPE playground_scale_desired_replicas gauge\nplayground_scale_desired_replicas {}",
+            self.desired
+        );
         let _ = writeln!(
             out,
             "# TYPE playground_scale_metric_desired_replicas gauge\nplayground_scale_metric_desired_replicas {}",
             self.metric_desired
         );
-        let _ = writeln!(out, "# TYPE playground_scale_endpoints gauge\nplayground_scale_endpoints {}", self.endpoints.len());
+        let _ = writeln!(
+            out,
+            "# TYPE playground_scale_endpoints gauge\nplayground_scale_endpoints {}",
+            self.endpoints.len()
+        );
         let _ = writeln!(out, "# TYPE playground_scale_rss_bytes gauge");
         for i in &self.instances {
             if let Some(rss) = rss_bytes(i.pid) {
@@ -273,7 +282,10 @@ impl Run {
             }
         }
         if let Some(bytes) = kernel_tcp_bytes(Path::new("/proc/net/sockstat")) {
-            let _ = writeln!(out, "# TYPE playground_scale_kernel_tcp_bytes gauge\nplayground_scale_kernel_tcp_bytes {bytes}");
+            let _ = writeln!(
+                out,
+                "# TYPE playground_scale_kernel_tcp_bytes gauge\nplayground_scale_kernel_tcp_bytes {bytes}"
+            );
         }
         *self.exposition.lock().expect("not poisoned") = out;
     }

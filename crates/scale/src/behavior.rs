@@ -151,5 +151,10 @@ pub fn from_values(path: &Path, component: &str) -> anyhow::Result<ChartAutoscal
             .with_context(|| format!("{}: {component}.autoscaling.behavior", path.display()))?,
         None => Behavior::default(),
     };
-    Ok(ChartAutoscaling { min_replicas: replicas("minReplicas")?, max_replicas: replicas("maxReplicas")?, target, behavior })
+    Ok(ChartAutoscaling {
+        min_replicas: replicas("minReplicas")?,
+        max_replicas: replicas("maxReplicas")?,
+        target,
+        behavior,
+    })
 }

@@ -159,8 +159,9 @@ fn disabled_direction_never_scales() {
 
 #[test]
 fn the_charts_behavior_one_pod_per_30_s_down_after_45_s() {
-    let chart = from_values(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/playground/values.yaml"), "tcp")
-        .unwrap();
+    let chart =
+        from_values(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/playground/values.yaml"), "tcp")
+            .unwrap();
     let rules = |window| Rules {
         stabilization_window_seconds: window,
         select_policy: SelectPolicy::Max,
@@ -196,7 +197,11 @@ fn values_errors_are_clear() {
     std::fs::write(&file, "tcp:\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 3\n    behavior:\n      scaleUp: {policies: [{type: Pods, value: 0, periodSeconds: 15}]}\n").unwrap();
     let e = format!("{:#}", from_values(&file, "tcp").unwrap_err());
     assert!(e.contains("value must be > 0"), "{e}");
-    std::fs::write(&file, "tcp:\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 3\n    behavior:\n      scaleSideways: {}\n").unwrap();
+    std::fs::write(
+        &file,
+        "tcp:\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 3\n    behavior:\n      scaleSideways: {}\n",
+    )
+    .unwrap();
     let e = format!("{:#}", from_values(&file, "tcp").unwrap_err());
     assert!(e.contains("scaleSideways"), "{e}");
     let e = from_values(&dir.join("absent.yaml"), "tcp").unwrap_err().to_string();

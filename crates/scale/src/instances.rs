@@ -28,10 +28,7 @@ pub struct Instance {
 
 /// A free TCP port on `ip` (released again: the instance binds it next).
 fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((ip, 0))
-        .with_context(|| format!("no free port on {ip}"))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((ip, 0)).with_context(|| format!("no free port on {ip}"))?.local_addr()?.port())
 }
 
 /// How instances are started.

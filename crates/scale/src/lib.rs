@@ -18,9 +18,9 @@ pub use args::{ScaleArgs, ScaleCommand};
 
 /// Runs `playground scale`.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| "info".into()),
-    ).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .try_init();
     match args.command {
         ScaleCommand::Run(a) => autoscale::run(*a).await,
         ScaleCommand::Plot(a) => plot::run(a).await,

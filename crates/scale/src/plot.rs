@@ -43,11 +43,21 @@ fn charts(ns: &str) -> Vec<Chart> {
             y: "replicas",
             queries: vec![
                 ("", format!(r#"label_replace(playground_scale_replicas{{{sel}}}, "pod", "replicas", "", "")"#), 1.0),
-                ("", format!(r#"label_replace(playground_scale_desired_replicas{{{sel}}}, "pod", "desired", "", "")"#), 1.0),
-                ("", format!(r#"label_replace(playground_scale_endpoints{{{sel}}}, "pod", "ready endpoints", "", "")"#), 1.0),
                 (
                     "",
-                    format!(r#"label_replace(playground_scale_metric_desired_replicas{{{sel}}}, "pod", "metric alone wants", "", "")"#),
+                    format!(r#"label_replace(playground_scale_desired_replicas{{{sel}}}, "pod", "desired", "", "")"#),
+                    1.0,
+                ),
+                (
+                    "",
+                    format!(r#"label_replace(playground_scale_endpoints{{{sel}}}, "pod", "ready endpoints", "", "")"#),
+                    1.0,
+                ),
+                (
+                    "",
+                    format!(
+                        r#"label_replace(playground_scale_metric_desired_replicas{{{sel}}}, "pod", "metric alone wants", "", "")"#
+                    ),
                     1.0,
                 ),
             ],
@@ -58,7 +68,9 @@ fn charts(ns: &str) -> Vec<Chart> {
             y: "commands/s",
             queries: vec![(
                 "",
-                format!(r#"label_replace(sum(rate(playground_commands_total{{{sel}}}[10s])), "pod", "commands/s", "", "")"#),
+                format!(
+                    r#"label_replace(sum(rate(playground_commands_total{{{sel}}}[10s])), "pod", "commands/s", "", "")"#
+                ),
                 1.0,
             )],
         },
@@ -80,7 +92,13 @@ fn charts(ns: &str) -> Vec<Chart> {
             y: "MiB",
             queries: vec![
                 ("replica", format!(r#"playground_scale_rss_bytes{{{sel}}}"#), 1.0 / 1048576.0),
-                ("", format!(r#"label_replace(playground_scale_kernel_tcp_bytes{{{sel}}}, "pod", "kernel TCP", "", "")"#), 1.0 / 1048576.0),
+                (
+                    "",
+                    format!(
+                        r#"label_replace(playground_scale_kernel_tcp_bytes{{{sel}}}, "pod", "kernel TCP", "", "")"#
+                    ),
+                    1.0 / 1048576.0,
+                ),
             ],
         },
     ]
@@ -90,7 +108,8 @@ fn lines(found: Vec<Series>, label: &str, start: f64, scale: f64) -> Vec<Line> {
     found
         .into_iter()
         .map(|s| {
-            let name = s.metric.get(if label.is_empty() { "pod" } else { label }).cloned().unwrap_or_else(|| "total".into());
+            let name =
+                s.metric.get(if label.is_empty() { "pod" } else { label }).cloned().unwrap_or_else(|| "total".into());
             (name, s.points().into_iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (t - start, v * scale)).collect())
         })
         .collect()

@@ -160,7 +160,12 @@ impl Prometheus {
 
     /// A range query from `start` to `end` (Unix seconds) every `step` seconds.
     pub async fn range(&self, expr: &str, start: f64, end: f64, step: f64) -> anyhow::Result<Vec<Series>> {
-        let p = [("query", expr.to_string()), ("start", start.to_string()), ("end", end.to_string()), ("step", step.to_string())];
+        let p = [
+            ("query", expr.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+        ];
         self.get("query_range", &p).await
     }
 }

@@ -154,7 +154,8 @@ pub fn chain_rules(endpoints: &[SocketAddrV4]) -> String {
         } else {
             String::new()
         };
-        out += &format!("-A {CHAIN} -p tcp -m comment --comment \"endpoint {ep}\" {pick}-j DNAT --to-destination {ep}\n");
+        out +=
+            &format!("-A {CHAIN} -p tcp -m comment --comment \"endpoint {ep}\" {pick}-j DNAT --to-destination {ep}\n");
     }
     out + "COMMIT\n"
 }
