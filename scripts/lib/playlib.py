@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -457,6 +458,38 @@ def progress(name, width):
         print(f"[{name} {elapsed():{width}.1f}s] {msg}", flush=True)
 
     return log
+
+
+def verdicts(log):
+    """A verdict(check, expected, observed, ok) function that logs each
+    check and keeps it in its `results` list: (check, expected, observed, ok)."""
+    results = []
+
+    def verdict(check, expected, observed, ok):
+        results.append((check, str(expected), str(observed), bool(ok)))
+        log(f"{'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
+        return ok
+
+    verdict.results = results
+    return verdict
+
+
+@contextlib.contextmanager
+def failures_as_verdicts(verdict, limit, limit_env):
+    """The ways a scripted run ends early (its time limit, a signal, a
+    Failure, a bug), each made a failed verdict."""
+    try:
+        yield
+    except Deadline:
+        verdict("time limit", f"done within {limit:.0f} s", f"not done ({limit_env})", False)
+    except KeyboardInterrupt:
+        verdict("interrupted", "run to the end", "interrupted", False)
+    except Failure as e:
+        verdict("error", "no error", str(e).splitlines()[0], False)
+        print(str(e), file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - reported as a verdict, with the traceback
+        traceback.print_exc()
+        verdict("error", "no error", f"{type(e).__name__}: {e}", False)
 
 
 def step(text):

@@ -125,7 +125,7 @@ pub async fn run(args: PlotArgs) -> anyhow::Result<()> {
             let found = prom.range(q, args.start, args.end, 1.0).await?;
             all.extend(lines(found, label, args.start, *scale));
         }
-        all.sort_by(|a, b| natural(&a.0).cmp(&natural(&b.0)));
+        all.sort_by_key(|l| natural(&l.0));
         let path = args.out.join(chart.file);
         draw(&path, &chart, &all, args.end - args.start).with_context(|| format!("drawing {}", path.display()))?;
         println!("{}", path.display());

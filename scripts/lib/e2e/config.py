@@ -3,7 +3,7 @@ main()); its time-stamped log lines and verdict table."""
 
 import os
 
-from playlib import progress
+from playlib import progress, verdicts
 
 KAFKA = "127.0.0.1:9092"
 KAFKA_USER = os.environ.get("KAFKA_SASL_USER", "user")
@@ -42,13 +42,8 @@ BIN = None  # the binary under test
 log = progress("e2e", 6)
 
 
-RESULTS = []  # (check, expected, observed, ok)
-
-
-def verdict(check, expected, observed, ok):
-    RESULTS.append((check, str(expected), str(observed), bool(ok)))
-    log(f"{'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
-    return ok
+verdict = verdicts(log)
+RESULTS = verdict.results  # (check, expected, observed, ok)
 
 
 def print_table(title):

@@ -4,12 +4,11 @@ import argparse
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
 
-from playlib import Deadline, Failure, build, elapsed, http, raise_nofile, service, stop_all, trap_signals
+from playlib import build, elapsed, failures_as_verdicts, http, raise_nofile, service, stop_all, trap_signals
 
 from . import config
 from .config import FULL, OPENSEARCH, RESULTS, SHORT, log, print_table, verdict
@@ -37,22 +36,12 @@ def main(doc):
     status, index, topics = 1, None, None
     scenario_started = None
     try:
-        config.BIN = os.environ.get("PLAYGROUND_BIN") or build()["playground"]
-        ensure_services()
-        scenario_started = time.monotonic()
-        signal.alarm(int(cfg["timeout"]))
-        index, topics = scenario(cfg, work, run_id)
-    except Deadline:
-        verdict("time limit", f"done within {cfg['timeout']:.0f} s", "not done (E2E_TIMEOUT)", False)
-    except KeyboardInterrupt:
-        verdict("interrupted", "run to the end", "interrupted", False)
-    except Failure as e:
-        verdict("error", "no error", str(e).splitlines()[0], False)
-        print(str(e), file=sys.stderr)
-    except Exception as e:  # noqa: BLE001 - reported as a verdict, with the traceback
-        import traceback
-        traceback.print_exc()
-        verdict("error", "no error", f"{type(e).__name__}: {e}", False)
+        with failures_as_verdicts(verdict, cfg["timeout"], "E2E_TIMEOUT"):
+            config.BIN = os.environ.get("PLAYGROUND_BIN") or build()["playground"]
+            ensure_services()
+            scenario_started = time.monotonic()
+            signal.alarm(int(cfg["timeout"]))
+            index, topics = scenario(cfg, work, run_id)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the teardown

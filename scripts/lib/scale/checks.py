@@ -97,10 +97,14 @@ def check_loads(reports, refused, errors):
                 "0 missing, 0 errors", f"{t['received']:,} replies, {t['reconnects']:,} reconnects, "
                 f"{t['deliveries']:,} broadcasts received ({check.get('published', 0):,} published), "
                 f"missing {missing}; errors {bad or 0}", not bad and missing == 0)
-    verdict("no wrong reply and no lost connection, but for refusals by a full instance",
-            f"wrong replies <= refusals, lost connections <= refusals ({refused:,} refused, MAX_CONNECTIONS)",
-            f"{wrong:,} wrong replies, {resets:,} lost connections; commands the servers answered with an error: "
-            f"{errors or 'none'}", wrong <= refused and resets <= refused)
+    server = sum(errors.values())
+    verdict("no wrong reply: every one the load counted is a refusal by a full instance (`error: server full`)",
+            f"wrong replies = {refused:,} refusals (the servers' count)",
+            f"{wrong:,} wrong replies; {server} of them the servers' own error replies", wrong == refused + server
+            and server == 0)
+    verdict("no lost connection but the refused ones (closed after `error: server full`)",
+            f"lost connections <= {refused:,} refusals", f"{resets:,}", resets <= refused)
+    verdict("commands the servers answered with an error", "none", errors or "none", not errors)
 
 
 def memory_at_peak(scraper, at, connections):

@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 
-from playlib import ROOT, Deadline, Failure, build, elapsed, run, service, stop_all, trap_signals
+from playlib import ROOT, Failure, build, elapsed, failures_as_verdicts, run, service, stop_all, trap_signals
 
 from . import checks, config, report
 from .config import FULL, RESULTS, SHORT, log, print_table, verdict
@@ -38,26 +38,17 @@ def main(doc):
     cmd = "scripts/scale" + (" --short" if args.short else "") + " --write-docs"
     out, started = None, time.time()
     try:
-        config.BIN = os.environ.get("PLAYGROUND_BIN") or build()["playground"]
-        for name in ("memcached", "kafka"):
-            if service(name, "status", timeout=60)[0] != 0:
-                raise Failure(f"{name} is not running: start it with scripts/services/{name} start")
-        baseline_kernel = kernel_tcp_bytes()
-        signal.alarm(int(cfg["timeout"]))
-        out = scenario(cfg, work, run_id, netns)
-        signal.alarm(0)
-        finish(cfg, out, work, args, cmd, baseline_kernel, started)
-    except Deadline:
-        verdict("time limit", f"done within {cfg['timeout']:.0f} s", "not done (SCALE_TIMEOUT)", False)
-    except KeyboardInterrupt:
-        verdict("interrupted", "run to the end", "interrupted", False)
-    except Failure as e:
-        verdict("error", "no error", str(e).splitlines()[0], False)
-        print(str(e), file=sys.stderr)
-    except Exception as e:  # noqa: BLE001 - reported as a verdict, with the traceback
-        import traceback
-        traceback.print_exc()
-        verdict("error", "no error", f"{type(e).__name__}: {e}", False)
+        with failures_as_verdicts(verdict, cfg["timeout"], "SCALE_TIMEOUT"):
+            config.BIN = os.environ.get("PLAYGROUND_BIN") or build()["playground"]
+            config.WORKLOAD_BIN = os.environ.get("SCALE_WORKLOAD_BIN") or config.BIN
+            for name in ("memcached", "kafka"):
+                if service(name, "status", timeout=60)[0] != 0:
+                    raise Failure(f"{name} is not running: start it with scripts/services/{name} start")
+            baseline_kernel = kernel_tcp_bytes()
+            signal.alarm(int(cfg["timeout"]))
+            out = scenario(cfg, work, run_id, netns)
+            signal.alarm(0)
+            finish(cfg, out, work, args, cmd, baseline_kernel, started)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the teardown
@@ -92,6 +83,7 @@ def finish(cfg, out, work, args, cmd, baseline_kernel, started):
     checks.check_loads(reports, rejected, checks.server_errors(out["scraper"]))
     verdict("connections held at the peak", f"{cfg['connections']:,}", f"{out['peak']:,}", out["peak"] == cfg["connections"])
     mem = checks.memory_at_peak(out["scraper"], out["peak_at"], cfg["connections"])
+    mem["slab"] = out["slab"][1] - out["slab"][0]
     log(f"memory at the peak: {mem}")
     code = stop_autoscaler(out["autoscaler"])
     verdict("autoscaler stops its instances and removes the namespace", "exit 0", f"exit {code}", code == 0)

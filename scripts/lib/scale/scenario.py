@@ -16,6 +16,7 @@ from playlib import (KUBE_VERSION, ROOT, Failure, apt_install, chart_copy, ensur
 
 from . import config
 from .config import (CLIENT_IPS, NAMESPACE, RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT, SUBNET, VIP, log, verdict)
+from .instances_memory import slab_bytes
 
 KAFKA = "127.0.0.1:9092"
 
@@ -49,8 +50,9 @@ def fd_ceiling(cfg):
     """The open-files limit every process here lives under (one socket per connection)."""
     soft, hard, nr_open, how = raise_nofile(cfg["connections"] + 1000)
     verdict("open files per process (ulimit -n)", "as the machine allows",
-            f"{hard} ({how}; fs.nr_open {nr_open}): at most ~{hard - 500:,} connections per instance "
-            f"and per load process, so {len(cfg['loads'])} load processes", True)
+            f"{hard} ({how}; fs.nr_open {nr_open}): instances refuse beyond MAX_CONNECTIONS="
+            f"{cfg['max_connections']:,}, and {len(cfg['loads'])} load processes hold at most "
+            f"{max(n for _, n, _, _ in cfg['loads']):,} each", True)
     return hard
 
 
@@ -68,7 +70,7 @@ def start_loads(cfg, work, logdir, netns, env):
     for name, n, step, broadcasts in cfg["loads"]:
         mix = cfg["mix"] if broadcasts else re.sub(r"broadcast=\d+,?", "", cfg["mix"]).strip(",")
         report = os.path.join(work, f"load-{name}.json")
-        argv = ["ip", "netns", "exec", netns, config.BIN, "load", "tcp", str(n), vip_ip, vip_port,
+        argv = ["ip", "netns", "exec", netns, config.WORKLOAD_BIN, "load", "tcp", str(n), vip_ip, vip_port,
                 "--source-ips", client_ips(), "--mix", mix, "--broadcasters", "1",
                 "--conn-interval", f"{cfg['ramp'] / n:.6f}", "--msg-interval", cfg["msg_interval"],
                 "--alive", "7200", "--duration", str(step1 if step == 1 else step2), "--read-timeout", "10s",
@@ -86,7 +88,8 @@ def start_autoscaler(cfg, work, logdir, rules, scraper, env, netns):
             "--max", str(cfg["max"]), "--period", cfg["period"], "--prometheus", scraper.base,
             "--namespace", NAMESPACE, "--targets-file", os.path.join(scraper.dir, "targets.json"),
             "--netns", netns, "--subnet", SUBNET, "--client-ips", str(CLIENT_IPS), "--vip", VIP,
-            "--admin-port", str(admin), "--workdir", scale_dir, "--stop-timeout", "30s"]
+            "--admin-port", str(admin), "--workdir", scale_dir, "--stop-timeout", "30s",
+            "--server-bin", config.WORKLOAD_BIN]
     p = spawn("autoscaler", argv, env, logdir)
     wait_until("the Service and the first instance ready", 60,
                lambda: os.path.exists(os.path.join(scale_dir, "ready")) or (p.poll() is not None and _exited(p)))
@@ -161,6 +164,7 @@ def scenario(cfg, work, run_id, netns):
     wait_until("Prometheus scraping the first instance", 30, lambda: samples.take(time.monotonic()) is not None
                and scraper.query(f'up{{namespace="{NAMESPACE}",container="tcp"}} == 1'))
 
+    slab_before = slab_bytes()
     t0 = time.monotonic()
     start_unix = time.time()
     loads, step1, step2 = start_loads(cfg, work, logdir, netns, base)
@@ -175,6 +179,7 @@ def scenario(cfg, work, run_id, netns):
         time.sleep(5)
     hold_check(samples, "every connection held before step 1", n, t0 + step1 - 0.5)
     peak_at = time.time()
+    slab_peak = slab_bytes()
     peak = max(peak, samples.take(t0))
     step2_clients = sum(c for _, _, c, s in loads.values() if s == 2)
     while time.monotonic() - t0 < step2 - 10:
@@ -193,7 +198,7 @@ def scenario(cfg, work, run_id, netns):
     end_unix = time.time()
     time.sleep(2)  # the last scrape
     return dict(scraper=scraper, autoscaler=autoscaler, scale_dir=scale_dir, loads=loads, peak=peak,
-                peak_at=peak_at, start=start_unix, end=end_unix, samples=samples, step1=step1, step2=step2)
+                peak_at=peak_at, slab=(slab_before, slab_peak), start=start_unix, end=end_unix, samples=samples, step1=step1, step2=step2)
 
 
 def stop_autoscaler(p):
