@@ -179,7 +179,11 @@ impl Run {
             info!(endpoints = ?ready, "Endpoints changed");
             self.endpoints = ready;
         }
-        self.write_targets()?;
+        // A targets file that cannot be written now (a full disk) is
+        // written at the next probe: the replicas keep running meanwhile.
+        if let Err(e) = self.write_targets() {
+            warn!(error = %e, "Prometheus targets not updated");
+        }
         self.expose();
         Ok(())
     }
@@ -213,7 +217,9 @@ impl Run {
             "metric_desired": decision.metric_desired, "desired": decision.desired,
             "target": self.hpa.spec.target, "terminated": terminated,
         });
-        writeln!(self.decisions, "{line}")?;
+        if let Err(e) = writeln!(self.decisions, "{line}") {
+            warn!(error = %e, "decision not logged");
+        }
         info!(current, desired = decision.desired, metric_desired = decision.metric_desired, ?values, "HPA sync");
         self.expose();
         Ok(())
@@ -236,7 +242,9 @@ impl Run {
             info!(pod = %newest.pod, connections = held, "Instance SIGTERMed");
             terminated.insert(newest.pod.clone(), held);
         }
-        self.write_targets()?;
+        if let Err(e) = self.write_targets() {
+            warn!(error = %e, "Prometheus targets not updated");
+        }
         Ok(terminated)
     }
 
