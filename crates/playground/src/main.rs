@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtimes = match &cli.command {
         Command::Load(args) => playground_load::runtime(args).map(Runtimes::single),
-        Command::Logger(_) => Runtimes::build(RuntimeMode::Multi, 1),
+        Command::Logger(_) | Command::Scale(_) => Runtimes::build(RuntimeMode::Multi, 1),
         Command::Tcp(TcpArgs { common, .. })
         | Command::Udp(UdpArgs { common, .. })
         | Command::Serve(ServeArgs { common, .. }) => Runtimes::build(common.runtime, Runtimes::cores()),

@@ -36,7 +36,7 @@ def check_decisions(ds, cfg, root):
             and window == DOWN_WINDOW and up_window == 0)
     wrong_metric, wrong_steps = [], []
     last_up = last_down = -1e9
-    for i, d in enumerate(ds):
+    for d in ds:
         vals = list(d["values"].values())
         cur, target = d["current"], d["target"]
         if d["missing"] == 0 and vals and cfg["min"] <= cur <= cfg["max"]:

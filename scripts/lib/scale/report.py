@@ -152,6 +152,7 @@ measured figure replaces the extrapolation to 100,000 of the one-instance run.
 | server RSS summed over the instances | {mib(mem['rss'])} | - | {cmd} |
 | server RSS per connection | {mem['rss'] / n:,.0f} bytes | - | {cmd} |
 | kernel TCP memory per connection (sockstat, both ends) | {kernel / n:,.0f} bytes | {mib(baseline_kernel)} before the load | {cmd} |
-| kernel slab growth per connection (socket structures, both ends, machine-wide) | {mem['slab'] / n:,.0f} bytes | {mib(mem['slab'])} in all | {cmd} |
+| kernel slab growth per connection (socket structures, both ends, machine-wide) | {mem['slab'] / n:,.0f} bytes \
+| {mib(mem['slab'])} in all | {cmd} |
 | RSS + slab growth per connection | {(mem['rss'] + mem['slab']) / n:,.0f} bytes | - | {cmd} |
 """)
