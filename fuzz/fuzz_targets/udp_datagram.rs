@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let peer = Peer { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)), transport: Transport::Udp { check_ip: false } };
     let datagram = Bytes::copy_from_slice(data);
     let ending = Ending::mirroring(&datagram);
-    let reply = world.rt.block_on(world.executor.execute(datagram, &peer, &world.metrics));
+    let reply = world.rt.block_on(world.executor.execute(datagram, &peer, None, &world.metrics));
     let mut out = BytesMut::new();
     reply.encode(&mut out, ending);
     assert_eq!(out.len(), reply.encoded_len(ending));
