@@ -474,6 +474,29 @@ def verdicts(log):
     return verdict
 
 
+def conclude(verdict, name, title, work, keep):
+    """Ends a scripted run: prints the verdict table under `title`, keeps the
+    work directory when asked or on a failure (removes it otherwise) and
+    says the outcome. Returns the exit status, 1 if any check failed."""
+    results = verdict.results
+    status = 0 if results and all(ok for *_, ok in results) else 1
+    rows = [("check", "expected", "observed", "ok")] + [
+        (c, e, o, "ok" if k else "FAIL") for c, e, o, k in results]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    print()
+    print(title)
+    for i, r in enumerate(rows):
+        print("  " + "  ".join(r[j].ljust(widths[j]) for j in range(3)) + "  " + r[3])
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths) + "  ----")
+    if keep or status:
+        print(f"  logs and reports kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{name}: " + ("all checks passed" if status == 0 else "FAILED"))
+    return status
+
+
 @contextlib.contextmanager
 def failures_as_verdicts(verdict, limit, limit_env):
     """The ways a scripted run ends early (its time limit, a signal, a

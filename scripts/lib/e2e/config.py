@@ -43,19 +43,6 @@ log = progress("e2e", 6)
 
 
 verdict = verdicts(log)
-RESULTS = verdict.results  # (check, expected, observed, ok)
-
-
-def print_table(title):
-    rows = [("check", "expected", "observed", "ok")] + [
-        (c, e, o, "ok" if k else "FAIL") for c, e, o, k in RESULTS]
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
-    print()
-    print(title)
-    for i, r in enumerate(rows):
-        print("  " + "  ".join(r[j].ljust(widths[j]) for j in range(3)) + "  " + r[3])
-        if i == 0:
-            print("  " + "  ".join("-" * w for w in widths) + "  ----")
 
 
 def short(pod):

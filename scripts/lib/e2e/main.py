@@ -2,16 +2,15 @@
 
 import argparse
 import os
-import shutil
 import signal
 import tempfile
 import time
 import uuid
 
-from playlib import build, elapsed, failures_as_verdicts, http, raise_nofile, service, stop_all, trap_signals
+from playlib import build, conclude, elapsed, failures_as_verdicts, http, raise_nofile, service, stop_all, trap_signals
 
 from . import config
-from .config import FULL, OPENSEARCH, RESULTS, SHORT, log, print_table, verdict
+from .config import FULL, OPENSEARCH, SHORT, log, verdict
 from .scenario import scenario
 from .services import ensure_services, kafka_topic_tool, stop_services
 
@@ -53,12 +52,6 @@ def main(doc):
                 kafka_topic_tool(["--delete", "--if-exists", "--topic", f"{run_id}-.*"], timeout=60)
         stop_services()
         scenario_secs = time.monotonic() - scenario_started if scenario_started else 0
-        status = 0 if RESULTS and all(ok for *_, ok in RESULTS) else 1
-        print_table(f"e2e verdict ({mode}, run {run_id}: scenario {scenario_secs:.0f} s, "
-                    f"total {elapsed():.0f} s)")
-        if args.keep or status:
-            print(f"  logs, configs and reports kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-        print("e2e: " + ("all checks passed" if status == 0 else "FAILED"))
+        status = conclude(verdict, "e2e", f"e2e verdict ({mode}, run {run_id}: scenario {scenario_secs:.0f} s, "
+                          f"total {elapsed():.0f} s)", work, args.keep)
     return status

@@ -41,10 +41,3 @@ def table_markdown():
     for c, e, o, k in RESULTS:
         rows.append(f"| {c} | {e} | {o} | {'ok' if k else 'FAIL'} |")
     return "\n".join(rows)
-
-
-def print_table(title):
-    print()
-    print(title)
-    for c, e, o, k in RESULTS:
-        print(f"  {'ok  ' if k else 'FAIL'} {c}\n         expected {e}\n         observed {o}")

@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +9,10 @@ import tempfile
 import time
 import uuid
 
-from playlib import ROOT, Failure, build, elapsed, failures_as_verdicts, run, service, stop_all, trap_signals
+from playlib import ROOT, Failure, build, conclude, elapsed, failures_as_verdicts, run, service, stop_all, trap_signals
 
 from . import checks, config, report
-from .config import FULL, RESULTS, SHORT, log, print_table, verdict
+from .config import FULL, SHORT, log, verdict
 from .instances_memory import kernel_tcp_bytes
 from .scenario import copy_plots, scenario, stop_autoscaler
 
@@ -59,13 +58,8 @@ def main(doc):
         if not args.keep:
             from e2e.services import kafka_topic_tool
             kafka_topic_tool(["--delete", "--if-exists", "--topic", f"{run_id}-.*"], timeout=60)
-        status = 0 if RESULTS and all(ok for *_, ok in RESULTS) else 1
-        print_table(f"scale verdict ({mode}, run {run_id}, {elapsed():.0f} s)")
-        if args.keep or status:
-            print(f"  logs, decisions, reports and plots kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-        print("scale: " + ("all checks passed" if status == 0 else "FAILED"))
+        status = conclude(verdict, "scale", f"scale verdict ({mode}, run {run_id}, {elapsed():.0f} s)", work,
+                          args.keep)
     return status
 
 
