@@ -194,11 +194,13 @@ class Metrics:
             if not line:
                 continue
             parts = line.split()
-            if len(parts) != 3 or parts[0] not in ("exported", "adapter", "external") \
+            if len(parts) < 3 or parts[0] not in ("exported", "adapter", "external") \
                     or parts[2] not in ("counter", "gauge", "histogram", "summary"):
-                fail(f"{path}:{n}", f"expected '<exported|adapter|external> <name> <type>', got {line!r}")
+                fail(f"{path}:{n}", f"expected '<exported|adapter|external> <name> <type> [help]', got {line!r}")
                 continue
-            kind, name, typ = parts
+            kind, name, typ = parts[:3]
+            if (len(parts) > 3) != (kind == "exported" and name.startswith("playground_")):
+                fail(f"{path}:{n}", f"{name}: a help text belongs to (and only to) exported playground_ metrics")
             if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", name):
                 fail(f"{path}:{n}", f"not a metric name: {name}")
             # process_*: the standard process metrics every role also exports.

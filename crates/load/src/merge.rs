@@ -66,9 +66,11 @@ pub fn merge(reports: Vec<Report>) -> anyhow::Result<Report> {
         m.source_ips += r.source_ips;
         m.connections += r.connections;
         m.interrupted |= r.interrupted;
-        m.elapsed_secs = m.elapsed_secs.max(r.elapsed_secs);
-        m.warmup_secs = m.warmup_secs.max(r.warmup_secs);
-        m.measured_secs = m.measured_secs.max(r.measured_secs);
+        keep_larger([
+            (&mut m.elapsed_secs, r.elapsed_secs),
+            (&mut m.warmup_secs, r.warmup_secs),
+            (&mut m.measured_secs, r.measured_secs),
+        ]);
         m.peak_connections += r.peak_connections;
         m.totals = m.totals.plus(&r.totals);
         m.sent_per_sec += r.sent_per_sec;
@@ -79,6 +81,9 @@ pub fn merge(reports: Vec<Report>) -> anyhow::Result<Report> {
             (a, b) => a.or(b),
         };
         m.last_connect_error = m.last_connect_error.or(r.last_connect_error);
+        for (error, n) in r.error_replies {
+            *m.error_replies.entry(error).or_default() += n;
+        }
         add_timelines(&mut m.timeline, &r.timeline);
     }
     let t = &m.totals;
@@ -117,6 +122,13 @@ fn add_checks(a: DeliveryCheck, b: DeliveryCheck) -> DeliveryCheck {
     }
 }
 
+/// Sets each first of a pair to the larger of the two.
+fn keep_larger<const N: usize>(pairs: [(&mut f64, f64); N]) {
+    for (mine, theirs) in pairs {
+        *mine = mine.max(theirs);
+    }
+}
+
 /// Adds `b`'s rows to `a`'s, row by row.
 fn add_timelines(a: &mut Vec<Second>, b: &[Second]) {
     for (i, row) in b.iter().enumerate() {
@@ -124,18 +136,21 @@ fn add_timelines(a: &mut Vec<Second>, b: &[Second]) {
             a.push(row.clone());
             continue;
         };
-        mine.t = mine.t.max(row.t);
-        mine.secs = mine.secs.max(row.secs);
         mine.connections += row.connections;
         mine.counts = mine.counts.plus(&row.counts);
         mine.errors += row.errors;
         mine.sent_per_sec += row.sent_per_sec;
         mine.received_per_sec += row.received_per_sec;
-        mine.latency_ms_p50 = mine.latency_ms_p50.max(row.latency_ms_p50);
-        mine.latency_ms_p99 = mine.latency_ms_p99.max(row.latency_ms_p99);
-        mine.latency_ms_max = mine.latency_ms_max.max(row.latency_ms_max);
-        mine.delivery_ms_p99 = mine.delivery_ms_p99.max(row.delivery_ms_p99);
         mine.warmup |= row.warmup;
+        // Times and percentiles do not add up: the row keeps the larger.
+        keep_larger([
+            (&mut mine.t, row.t),
+            (&mut mine.secs, row.secs),
+            (&mut mine.latency_ms_p50, row.latency_ms_p50),
+            (&mut mine.latency_ms_p99, row.latency_ms_p99),
+            (&mut mine.latency_ms_max, row.latency_ms_max),
+            (&mut mine.delivery_ms_p99, row.delivery_ms_p99),
+        ]);
     }
 }
 

@@ -14,8 +14,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
-/// Connects to `target` from `source` (or a kernel-chosen address).
+/// Connects to `target` from `source` (or a kernel-chosen address); an
+/// error names the target.
 pub async fn connect(target: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
+    connect_unnamed(target, source, timeout).await.map_err(|e| naming(target, e))
+}
+
+async fn connect_unnamed(target: SocketAddr, source: Option<IpAddr>, timeout: Duration) -> io::Result<TcpStream> {
     let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = source {
         bind_address_no_port(&socket);
@@ -33,6 +38,10 @@ pub async fn connect(target: SocketAddr, source: Option<IpAddr>, timeout: Durati
 /// to `target`: the kernel then delivers only the target's datagrams to it,
 /// and reports an ICMP "port unreachable" as an error on the next call.
 pub async fn open_udp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
+    open_udp_unnamed(target, source).await.map_err(|e| naming(target, e))
+}
+
+async fn open_udp_unnamed(target: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
     let ip = source.unwrap_or(if target.is_ipv4() {
         IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
     } else {
@@ -41,6 +50,12 @@ pub async fn open_udp(target: SocketAddr, source: Option<IpAddr>) -> io::Result<
     let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
     socket.connect(target).await?;
     Ok(socket)
+}
+
+/// `e`, its message prefixed with the address it concerns (the report's
+/// last connect error says which target failed).
+fn naming(target: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{target}: {e}"))
 }
 
 #[cfg(target_os = "linux")]

@@ -7,6 +7,7 @@
 //! histograms, so that reports of several generators can be merged
 //! ([`super::merge`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ pub struct Report {
     pub latency_uncorrected_ms: Percentiles,
     pub broadcast: Option<BroadcastReport>,
     pub last_connect_error: Option<String>,
+    /// The servers' error replies among the wrong replies, by error text.
+    #[serde(default)]
+    pub error_replies: BTreeMap<String, u64>,
     pub timeline: Vec<Second>,
     /// The thresholds and what they found.
     #[serde(default)]
@@ -141,6 +145,7 @@ impl Report {
                 check: ctx.ledger.check(),
             }),
             last_connect_error: ctx.stats.last_connect_error(),
+            error_replies: ctx.stats.error_replies(),
             timeline: timeline.seconds,
             thresholds: Vec::new(),
             failures: Vec::new(),
@@ -231,11 +236,17 @@ impl fmt::Display for Report {
         writeln!(f, "timeouts           {} ({:.2} %)", t.timeouts, self.timeout_percent)?;
         writeln!(f, "late replies       {}", t.late_replies)?;
         writeln!(f, "wrong replies      {}", t.wrong_replies)?;
+        for (error, n) in &self.error_replies {
+            writeln!(f, "  {error:<16} {n}")?;
+        }
         if self.framing != "line" {
             writeln!(f, "  merged reads     {} (several messages read as one)", t.merged_reads)?;
         }
         writeln!(f, "unanswered         {}", t.unanswered)?;
         writeln!(f, "reconnects         {}", t.reconnects)?;
+        if t.refused > 0 {
+            writeln!(f, "refused            {} (`error: server full`; connected again)", t.refused)?;
+        }
         if t.missed_slots > 0 {
             writeln!(f, "missed send slots  {} (the client still waited; counted in the latency)", t.missed_slots)?;
         }
@@ -373,6 +384,7 @@ pub(crate) mod tests {
             latency_uncorrected_ms: Percentiles::default(),
             broadcast: None,
             last_connect_error: None,
+            error_replies: BTreeMap::new(),
             timeline: (1..=seconds).map(|t| second(t as f64, 40)).collect(),
             thresholds: Vec::new(),
             failures: Vec::new(),

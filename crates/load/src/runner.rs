@@ -6,7 +6,7 @@
 //! every transport shares: open, talk, pause, open again.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,9 +91,18 @@ pub type Cancelled<'a> = Pin<&'a mut WaitForCancellationFutureOwned>;
 pub enum Ended {
     /// The client's time is up, or the run was stopped.
     Done,
-    /// The server said `reconnect`, or the connection was lost: open another
-    /// after the reconnect delay.
+    /// The server said `reconnect` or `error: server full`, or the connection
+    /// was lost: open another after the reconnect delay.
     Again,
+}
+
+/// What every simulated client is, whatever its transport.
+pub struct Client {
+    pub id: u32,
+    pub target: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub script: Script,
+    pub ctx: Arc<Context>,
 }
 
 /// One client as the run sees it, whatever carries its requests: the
@@ -103,12 +112,9 @@ pub trait Conversation: Sized {
     /// What one connection runs over: a TCP stream, a UDP socket.
     type Link;
 
-    fn ctx(&self) -> &Arc<Context>;
+    fn client(&self) -> &Client;
 
-    /// Where the client opens its links (named when that fails).
-    fn target(&self) -> SocketAddr;
-
-    /// Opens a link to the target.
+    /// Opens a link to the target (an error names it).
     async fn open(&self) -> io::Result<Self::Link>;
 
     /// Talks over `link` until it is lost, the client's time is up at `end`
@@ -121,7 +127,7 @@ pub trait Conversation: Sized {
     /// while a link is opening: a TCP connect may otherwise hold it for the
     /// whole connect timeout.
     async fn run(mut self, stop: CancellationToken) {
-        let ctx = self.ctx().clone();
+        let ctx = self.client().ctx.clone();
         let end = ctx.client_end();
         let cancelled = stop.clone().cancelled_owned();
         tokio::pin!(cancelled);
@@ -134,7 +140,7 @@ pub trait Conversation: Sized {
             let link = match attempt {
                 Ok(l) => l,
                 Err(e) => {
-                    ctx.stats.connect_failed(format!("{}: {e}", self.target()));
+                    ctx.stats.connect_failed(e.to_string());
                     if !ctx.pause(end, cancelled.as_mut()).await {
                         return;
                     }
@@ -196,12 +202,10 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
         let (target, source) = plan.endpoints(id);
         let role = plan.roles[id as usize % plan.roles.len()];
         let script = Script::new(role, id, &scripts, ctx.ledger.clone());
-        let ctx = ctx.clone();
+        let client = Client { id, target, source, script, ctx: ctx.clone() };
         match (args.protocol, plan.login_target(id)) {
-            (Protocol::Udp, Some(login)) => {
-                clients.spawn(udp::Client { id, target, login, source, script, ctx }.run(stop))
-            }
-            _ => clients.spawn(tcp::Client { id, target, source, script, ctx }.run(stop)),
+            (Protocol::Udp, Some(login)) => clients.spawn(udp::Client { client, login }.run(stop)),
+            _ => clients.spawn(tcp::Client(client).run(stop)),
         };
     };
     match (&connections, ctx.deadline) {

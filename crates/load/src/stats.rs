@@ -12,11 +12,13 @@
 //! the corrected histogram too, each as the latency its request would have
 //! had, had it gone in its slot and been answered with the next reply.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use playground_protocol::ErrorReply;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -75,6 +77,10 @@ counters! {
     unanswered,
     /// `reconnect` lines received.
     reconnects,
+    /// Connections a full server refused (`error: server full`, then it
+    /// closes them): the client opens another after the reconnect delay.
+    /// Not an error: the refusal is the server's limit working.
+    refused,
     /// Connections lost (closed or reset by the other side, failed writes).
     resets,
     /// Broadcasts the server confirmed publishing.
@@ -242,6 +248,8 @@ pub struct Stats {
     /// Broadcast sent to broadcast received.
     pub delivery_latency: Shards,
     last_connect_error: Mutex<Option<String>>,
+    /// Wrong replies that are the servers' error replies, by error.
+    error_replies: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stats {
@@ -271,6 +279,23 @@ impl Stats {
     pub fn connect_failed(&self, why: String) {
         self.count.connect_errors.fetch_add(1, Relaxed);
         *self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Counts a reply that is not the right one, and which server error it
+    /// is, if it is one (`error: finding key K` counts without its key).
+    pub fn wrong_reply(&self, reply: &[u8]) {
+        self.count.wrong_replies.fetch_add(1, Relaxed);
+        let Some(error) = ErrorReply::parse(reply) else { return };
+        let text = match error {
+            ErrorReply::NotFound(_) => "error: finding key".to_string(),
+            _ => String::from_utf8_lossy(reply).into_owned(),
+        };
+        *self.error_replies.lock().unwrap_or_else(|p| p.into_inner()).entry(text).or_default() += 1;
+    }
+
+    /// The servers' error replies among the wrong replies, by error.
+    pub fn error_replies(&self) -> BTreeMap<String, u64> {
+        self.error_replies.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Why the last connection attempt failed, if one did.

@@ -24,12 +24,10 @@
 //! cost a socket, a small buffer and a sleeping task.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
-use playground_protocol::RECONNECT;
+use playground_protocol::{ErrorReply, RECONNECT};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
@@ -39,22 +37,15 @@ use super::expect::{Expect, Verdict};
 use super::framing::{self, Framing, Replies};
 use super::net;
 use super::pace::{Schedule, Step};
-use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::Script;
+use super::runner::{self, Cancelled, Conversation, Ended};
 use super::stats::SendTimes;
 
 /// Requests left unanswered on one connection, beyond those `--pipeline`
 /// keeps in flight, before it is given up as dead.
 const MAX_PENDING: usize = 1024;
 
-/// One simulated client.
-pub struct Client {
-    pub id: u32,
-    pub target: SocketAddr,
-    pub source: Option<IpAddr>,
-    pub script: Script,
-    pub ctx: Arc<Context>,
-}
+/// One simulated client over TCP.
+pub struct Client(pub runner::Client);
 
 /// A request waiting for its reply.
 struct Pending {
@@ -96,23 +87,19 @@ impl Conn {
 impl Conversation for Client {
     type Link = TcpStream;
 
-    fn ctx(&self) -> &Arc<Context> {
-        &self.ctx
-    }
-
-    fn target(&self) -> SocketAddr {
-        self.target
+    fn client(&self) -> &runner::Client {
+        &self.0
     }
 
     async fn open(&self) -> std::io::Result<TcpStream> {
-        net::connect(self.target, self.source, self.ctx.timing.connect_timeout).await
+        net::connect(self.0.target, self.0.source, self.0.ctx.timing.connect_timeout).await
     }
 
     async fn converse(&mut self, mut stream: TcpStream, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
-        let ctx = self.ctx.clone();
+        let ctx = self.0.ctx.clone();
         let (reader, mut writer) = stream.split();
         let mut replies = Replies::new(reader, ctx.framing);
-        self.script.on_connect();
+        self.0.script.on_connect();
         let now = Instant::now();
         let mut conn = Conn {
             pending: VecDeque::new(),
@@ -151,6 +138,10 @@ impl Conversation for Client {
                             ctx.stats.count.reconnects.fetch_add(1, Relaxed);
                             break Ended::Again;
                         }
+                        if is_refusal(&message) {
+                            ctx.stats.count.refused.fetch_add(1, Relaxed);
+                            break Ended::Again;
+                        }
                         self.on_message(&message, &mut conn);
                     }
                     Ok(None) | Err(_) => {
@@ -161,11 +152,11 @@ impl Conversation for Client {
                 _ = &mut timer => self.on_timer(&mut conn, Instant::now()),
             }
         };
-        conn.inbox.close(self.id, ctx.micros(Instant::now()), &ctx.ledger);
+        conn.inbox.close(self.0.id, ctx.micros(Instant::now()), &ctx.ledger);
         ctx.stats.count.unanswered.fetch_add(conn.pending.len() as u64, Relaxed);
         ctx.stats.count.missed_slots.fetch_add(conn.schedule.take_missed(), Relaxed);
         for p in &conn.pending {
-            self.script.unanswered(&p.expect);
+            self.0.script.unanswered(&p.expect);
         }
         if ended == Ended::Done {
             let _ = writer.shutdown().await;
@@ -185,31 +176,32 @@ impl Client {
     ) -> std::io::Result<()> {
         conn.schedule.hold();
         conn.out.clear();
-        let Some(expect) = self.script.next(self.ctx.micros(now), &mut conn.out, self.ctx.framing.ending()) else {
+        let Some(expect) = self.0.script.next(self.0.ctx.micros(now), &mut conn.out, self.0.ctx.framing.ending())
+        else {
             // Nothing now: ask again at the next slot, if the script still wants to send.
-            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            conn.schedule.after(&self.0.ctx.pacer, &self.0.script, now);
             return Ok(());
         };
         let times = conn.schedule.sending(now);
         writer.write_all(&conn.out).await?;
-        let count = &self.ctx.stats.count;
+        let count = &self.0.ctx.stats.count;
         count.sent.fetch_add(1, Relaxed);
         count.missed_slots.fetch_add(times.missed.count, Relaxed);
         conn.pending.push_back(Pending { expect, times, timed_out: false });
-        if !conn.full(self.ctx.pipeline) {
-            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+        if !conn.full(self.0.ctx.pipeline) {
+            conn.schedule.after(&self.0.ctx.pacer, &self.0.script, now);
         }
         Ok(())
     }
 
     fn on_timer(&mut self, conn: &mut Conn, now: Instant) {
-        let read_timeout = self.ctx.timing.read_timeout;
+        let read_timeout = self.0.ctx.timing.read_timeout;
         let first = conn.pending.iter_mut().find(|p| !p.timed_out);
         if let Some(p) = first.filter(|p| now >= p.times.sent + read_timeout) {
             p.timed_out = true;
-            self.ctx.stats.count.timeouts.fetch_add(1, Relaxed);
+            self.0.ctx.stats.count.timeouts.fetch_add(1, Relaxed);
             if conn.schedule.held() {
-                conn.schedule.after(&self.ctx.pacer, &self.script, now);
+                conn.schedule.after(&self.0.ctx.pacer, &self.0.script, now);
             }
         }
     }
@@ -218,7 +210,7 @@ impl Client {
     fn on_message(&mut self, message: &[u8], conn: &mut Conn) {
         // Borrowed, not cloned: every client shares this Arc, and a count
         // change per message would bounce its cache line between cores.
-        let ctx = &*self.ctx;
+        let ctx = &*self.0.ctx;
         let count = &ctx.stats.count;
         let now = Instant::now();
         match delivery::classify(message, ctx.ledger.tag()) {
@@ -227,7 +219,7 @@ impl Client {
                 if conn.inbox.receive(b, now_us) {
                     count.deliveries.fetch_add(1, Relaxed);
                     let took = std::time::Duration::from_micros(now_us.saturating_sub(b.send_us));
-                    ctx.stats.delivery_latency.record(self.id, took);
+                    ctx.stats.delivery_latency.record(self.0.id, took);
                 } else {
                     count.duplicate_deliveries.fetch_add(1, Relaxed);
                 }
@@ -244,14 +236,14 @@ impl Client {
         let newer = conn.pending.iter().position(|p| p.expect.answered_by(message)).unwrap_or(0);
         for skipped in conn.pending.drain(..newer) {
             count.unanswered.fetch_add(1, Relaxed);
-            self.script.unanswered(&skipped.expect);
+            self.0.script.unanswered(&skipped.expect);
         }
         let Some(front) = conn.pending.front_mut() else {
             self.wrong(message, None);
             return;
         };
         let publication = matches!(front.expect, Expect::Published { .. });
-        match self.script.check(&mut front.expect, message) {
+        match self.0.script.check(&mut front.expect, message) {
             Verdict::More => return,
             Verdict::Right => {
                 if front.timed_out {
@@ -262,7 +254,7 @@ impl Client {
                 if publication {
                     count.published.fetch_add(1, Relaxed);
                 }
-                ctx.stats.replied(self.id, now, &front.times);
+                ctx.stats.replied(self.0.id, now, &front.times);
                 conn.inbox.ready(ctx.micros(now));
             }
             Verdict::Wrong => self.wrong(message, front.expect.right_reply()),
@@ -272,26 +264,35 @@ impl Client {
         }
         let done = conn.pending.pop_front();
         if conn.schedule.held() && done.is_some_and(|d| !d.timed_out) {
-            conn.schedule.after(&self.ctx.pacer, &self.script, now);
+            conn.schedule.after(&self.0.ctx.pacer, &self.0.script, now);
         }
     }
 
     /// Counts a message that is no right reply (to `expected`, if known in
     /// advance), and whether it looks like several read as one.
     fn wrong(&self, message: &[u8], expected: Option<&[u8]>) {
-        let count = &self.ctx.stats.count;
-        count.wrong_replies.fetch_add(1, Relaxed);
-        if self.ctx.framing == Framing::Packet && framing::looks_merged(message, expected) {
-            count.merged_reads.fetch_add(1, Relaxed);
+        let stats = &self.0.ctx.stats;
+        stats.wrong_reply(message);
+        if self.0.ctx.framing == Framing::Packet && framing::looks_merged(message, expected) {
+            stats.count.merged_reads.fetch_add(1, Relaxed);
         }
     }
 }
 
+/// Whether `message` is a full server's refusal (`error: server full`).
+fn is_refusal(message: &[u8]) -> bool {
+    message.starts_with(b"error: server") && ErrorReply::parse(message) == Some(ErrorReply::ServerFull)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
+    use crate::runner::Context;
+    use crate::script::Script;
     use crate::testing;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     use tokio::net::TcpListener;
@@ -338,12 +339,57 @@ mod tests {
         .await
     }
 
+    /// Runs one client of `ctx` against `target` until the context's end.
+    async fn run_one(target: SocketAddr, script: Script, ctx: &Arc<Context>) {
+        Client(runner::Client { id: 0, target, source: None, script, ctx: ctx.clone() }).run(ctx.cancel.clone()).await;
+    }
+
+    /// A server that refuses its first connection as a full server does
+    /// (`error: server full`, then closes it; here only once the client's
+    /// first line is read, so that the close is no reset) and answers every
+    /// line of the next ones with `reply`.
+    async fn refusing_then(reply: &'static str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (first, _) = listener.accept().await.unwrap();
+            let (r, mut w) = first.into_split();
+            let _ = BufReader::new(r).lines().next_line().await;
+            w.write_all(b"error: server full\n").await.unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(_)) = lines.next_line().await {
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_full_servers_refusal_is_no_error_and_the_client_connects_again() {
+        let target = refusing_then("error: cache unavailable\n").await;
+        let ctx = testing::context();
+        run_one(target, testing::echo_script(&ctx), &ctx).await;
+        let c = ctx.stats.count.snapshot();
+        assert_eq!((c.refused, c.resets, c.connections_opened), (1, 0, 2), "{c:?}");
+        assert!(c.wrong_replies > 0 && c.errors() == c.wrong_replies, "{c:?}");
+        // The wrong replies are the server's error replies, counted by error.
+        let errors = ctx.stats.error_replies();
+        assert_eq!(errors.into_iter().collect::<Vec<_>>(), [("error: cache unavailable".to_string(), c.wrong_replies)]);
+    }
+
     #[tokio::test]
     async fn a_late_reply_is_recognised_not_taken_for_the_next_one() {
         let target = slow_first_echo(Duration::from_millis(150)).await;
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        run_one(target, script, &ctx).await;
         // The first request times out at 100 ms; its reply (at 150 ms) is late,
         // and the second request, sent at 100 ms, gets its own reply.
         testing::assert_one_late_reply(&ctx);
@@ -379,7 +425,7 @@ mod tests {
         let target = batching_echo(4).await;
         let ctx = testing::pipelined(4);
         let script = testing::echo_script(&ctx);
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        run_one(target, script, &ctx).await;
         let c = ctx.stats.count.snapshot();
         // Four requests go before any reply, so every batch is answered.
         assert_eq!((c.timeouts, c.wrong_replies, c.resets), (0, 0, 0), "{c:?}");
@@ -389,7 +435,7 @@ mod tests {
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
         let target = batching_echo(4).await;
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        run_one(target, script, &ctx).await;
         let c = ctx.stats.count.snapshot();
         assert!(c.timeouts >= 3, "{c:?}");
     }
@@ -399,7 +445,7 @@ mod tests {
         let target = merging_packet_echo().await;
         let ctx = testing::framed(Framing::Packet);
         let script = testing::echo_script(&ctx);
-        Client { id: 0, target, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        run_one(target, script, &ctx).await;
         let c = ctx.stats.count.snapshot();
         // The first request times out and its reply comes merged with the
         // second's: one wrong, merged read. The second then times out too,

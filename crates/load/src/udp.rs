@@ -24,8 +24,7 @@
 //! reconnect delay.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::BytesMut;
@@ -38,8 +37,7 @@ use super::expect::{Expect, Verdict};
 use super::framing::Replies;
 use super::net;
 use super::pace::{Schedule, Step};
-use super::runner::{Cancelled, Context, Conversation, Ended};
-use super::script::Script;
+use super::runner::{self, Cancelled, Conversation, Ended};
 use super::stats::SendTimes;
 
 /// Timed-out requests a flow remembers to recognise their late replies; a
@@ -51,13 +49,9 @@ const ERROR_ROOM: usize = 256;
 
 /// One simulated flow.
 pub struct Client {
-    pub id: u32,
-    pub target: SocketAddr,
+    pub client: runner::Client,
     /// Where the flow logs in over TCP.
     pub login: SocketAddr,
-    pub source: Option<IpAddr>,
-    pub script: Script,
-    pub ctx: Arc<Context>,
 }
 
 /// A request waiting for its reply.
@@ -87,26 +81,22 @@ enum Sent {
 impl Conversation for Client {
     type Link = UdpSocket;
 
-    fn ctx(&self) -> &Arc<Context> {
-        &self.ctx
-    }
-
-    fn target(&self) -> SocketAddr {
-        self.target
+    fn client(&self) -> &runner::Client {
+        &self.client
     }
 
     async fn open(&self) -> std::io::Result<UdpSocket> {
-        net::open_udp(self.target, self.source).await
+        net::open_udp(self.client.target, self.client.source).await
     }
 
     async fn converse(&mut self, socket: UdpSocket, end: Instant, mut cancelled: Cancelled<'_>) -> Ended {
-        let ctx = self.ctx.clone();
+        let ctx = self.client.ctx.clone();
         // A new socket is a new source port: start the conversation afresh.
-        self.script.on_connect();
+        self.client.script.on_connect();
         let now = Instant::now();
         let mut flow =
             Flow { waiting: None, late: VecDeque::new(), schedule: Schedule::starting(now), out: BytesMut::new() };
-        let mut buf = vec![0u8; self.script.longest_reply() + ERROR_ROOM];
+        let mut buf = vec![0u8; self.client.script.longest_reply() + ERROR_ROOM];
         let timer = sleep_until(end);
         tokio::pin!(timer);
         let ended = loop {
@@ -154,14 +144,14 @@ impl Client {
         flow.out.clear();
         // `login` goes over TCP, framed as `--framing` says; a datagram is one
         // command already, with no line end.
-        let ending = if self.script.needs_login() { self.ctx.framing.ending() } else { Ending::Bare };
-        let Some(expect) = self.script.next(self.ctx.micros(now), &mut flow.out, ending) else {
+        let ending = if self.client.script.needs_login() { self.client.ctx.framing.ending() } else { Ending::Bare };
+        let Some(expect) = self.client.script.next(self.client.ctx.micros(now), &mut flow.out, ending) else {
             // Nothing now: ask again at the next slot, if the script still wants to send.
-            flow.schedule.after(&self.ctx.pacer, &self.script, now);
+            flow.schedule.after(&self.client.ctx.pacer, &self.client.script, now);
             return Sent::Ok;
         };
         let times = flow.schedule.sending(now);
-        self.ctx.stats.count.missed_slots.fetch_add(times.missed.count, Relaxed);
+        self.client.ctx.stats.count.missed_slots.fetch_add(times.missed.count, Relaxed);
         if expect == Expect::Token {
             return tokio::select! {
                 biased;
@@ -172,7 +162,7 @@ impl Client {
         if socket.send(&flow.out).await.is_err() {
             return Sent::Lost;
         }
-        self.ctx.stats.count.sent.fetch_add(1, Relaxed);
+        self.client.ctx.stats.count.sent.fetch_add(1, Relaxed);
         flow.waiting = Some(Pending { expect, times });
         Sent::Ok
     }
@@ -181,13 +171,13 @@ impl Client {
     /// other. When the server cannot be reached, the flow tries again after
     /// the reconnect delay.
     async fn login(&mut self, mut expect: Expect, flow: &mut Flow, mut times: SendTimes) {
-        let ctx = self.ctx.clone();
+        let ctx = self.client.ctx.clone();
         let (count, timing) = (&ctx.stats.count, &ctx.timing);
         let retry = |flow: &mut Flow| flow.schedule.retry_at(Instant::now() + timing.reconnect_delay);
-        let mut stream = match net::connect(self.login, self.source, timing.connect_timeout).await {
+        let mut stream = match net::connect(self.login, self.client.source, timing.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
-                ctx.stats.connect_failed(format!("login at {}: {e}", self.login));
+                ctx.stats.connect_failed(format!("login at {e}"));
                 return retry(flow);
             }
         };
@@ -212,44 +202,44 @@ impl Client {
             }
             Ok(Ok(Some(reply))) => {
                 let now = Instant::now();
-                if self.script.check(&mut expect, trim(&reply)) == Verdict::Right {
+                if self.client.script.check(&mut expect, trim(&reply)) == Verdict::Right {
                     count.received.fetch_add(1, Relaxed);
-                    ctx.stats.replied(self.id, now, &times);
+                    ctx.stats.replied(self.client.id, now, &times);
                 } else {
-                    count.wrong_replies.fetch_add(1, Relaxed);
+                    ctx.stats.wrong_reply(trim(&reply));
                 }
             }
         }
-        flow.schedule.after(&self.ctx.pacer, &self.script, Instant::now());
+        flow.schedule.after(&self.client.ctx.pacer, &self.client.script, Instant::now());
     }
 
     fn on_timer(&mut self, flow: &mut Flow, now: Instant) {
-        let read_timeout = self.ctx.timing.read_timeout;
+        let read_timeout = self.client.ctx.timing.read_timeout;
         let Some(p) = flow.waiting.take_if(|p| now >= p.times.sent + read_timeout) else { return };
-        let count = &self.ctx.stats.count;
+        let count = &self.client.ctx.stats.count;
         count.timeouts.fetch_add(1, Relaxed);
-        self.script.unanswered(&p.expect);
+        self.client.script.unanswered(&p.expect);
         flow.late.push_back(p);
         if flow.late.len() > MAX_LATE {
             flow.late.pop_front();
             count.unanswered.fetch_add(1, Relaxed);
         }
-        flow.schedule.after(&self.ctx.pacer, &self.script, now);
+        flow.schedule.after(&self.client.ctx.pacer, &self.client.script, now);
     }
 
     /// A datagram from the target: the reply to the request in flight, or a
     /// late one to a request that timed out.
     fn on_reply(&mut self, reply: &[u8], flow: &mut Flow) {
-        let ctx = &*self.ctx;
+        let ctx = &*self.client.ctx;
         let count = &ctx.stats.count;
         let now = Instant::now();
         let for_waiting = flow.waiting.as_ref().is_some_and(|p| p.expect.answered_by(reply));
         let late = if for_waiting { None } else { flow.late.iter().position(|p| p.expect.answered_by(reply)) };
         if let Some(mut p) = late.and_then(|i| flow.late.remove(i)) {
             // Judged all the same: the script learns from it (a token).
-            self.script.check(&mut p.expect, reply);
+            self.client.script.check(&mut p.expect, reply);
             count.late_replies.fetch_add(1, Relaxed);
-            ctx.stats.replied(self.id, now, &p.times);
+            ctx.stats.replied(self.client.id, now, &p.times);
             return;
         }
         // Any other reply belongs to the request in flight; without one, it
@@ -260,27 +250,25 @@ impl Client {
             None => match flow.late.pop_front() {
                 Some(p) => (p, false),
                 None => {
-                    count.wrong_replies.fetch_add(1, Relaxed);
+                    ctx.stats.wrong_reply(reply);
                     return;
                 }
             },
         };
-        match self.script.check(&mut p.expect, reply) {
+        match self.client.script.check(&mut p.expect, reply) {
             Verdict::Right if in_time => {
                 count.received.fetch_add(1, Relaxed);
-                ctx.stats.replied(self.id, now, &p.times);
+                ctx.stats.replied(self.client.id, now, &p.times);
             }
             Verdict::Right => {
                 count.late_replies.fetch_add(1, Relaxed);
-                ctx.stats.replied(self.id, now, &p.times);
+                ctx.stats.replied(self.client.id, now, &p.times);
             }
             // Broadcasts (the only source of the other verdicts) are refused over UDP.
-            Verdict::Wrong | Verdict::PublishFailed | Verdict::More => {
-                count.wrong_replies.fetch_add(1, Relaxed);
-            }
+            Verdict::Wrong | Verdict::PublishFailed | Verdict::More => ctx.stats.wrong_reply(reply),
         }
         if in_time {
-            flow.schedule.after(&self.ctx.pacer, &self.script, now);
+            flow.schedule.after(&self.client.ctx.pacer, &self.client.script, now);
         }
     }
 }
@@ -293,6 +281,7 @@ fn trim(reply: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -325,7 +314,9 @@ mod tests {
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
         let login = "127.0.0.1:9".parse().unwrap();
-        Client { id: 0, target, login, source: None, script, ctx: ctx.clone() }.run(ctx.cancel.clone()).await;
+        Client { client: runner::Client { id: 0, target, source: None, script, ctx: ctx.clone() }, login }
+            .run(ctx.cancel.clone())
+            .await;
         // The first datagram times out at 100 ms; its reply comes at 150 ms,
         // while a newer request waits, and is told apart from that one's.
         testing::assert_one_late_reply(&ctx);

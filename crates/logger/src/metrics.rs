@@ -2,7 +2,7 @@
 //! chart (alerts and dashboard); handles are resolved once so the per-event
 //! path never looks a metric up by name.
 
-use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 
 /// Buckets of the logger's own histograms, for the recorder
 /// (`playground_common::metrics::install`).
@@ -46,22 +46,10 @@ pub struct LoggerMetrics {
 }
 
 impl LoggerMetrics {
-    /// Describes the metrics and resolves the handles (the recorder must be
-    /// installed first, see `playground_common::metrics::install`).
+    /// Resolves the handles (the recorder must be installed first, see
+    /// `playground_common::metrics::install`, which describes them from
+    /// `deploy/metrics.txt`).
     pub fn new() -> Self {
-        describe_counter!("playground_logger_events_consumed_total", "Events read from the log topic");
-        describe_counter!(
-            "playground_logger_events_indexed_total",
-            "Events acknowledged by the search engine (a replayed event counts again)"
-        );
-        describe_counter!("playground_logger_events_rejected_total", "Events not indexed, by reason");
-        describe_counter!("playground_logger_bulk_retries_total", "Bulk requests sent again after a failure");
-        describe_histogram!("playground_logger_batch_size", "Events per bulk request");
-        describe_histogram!("playground_logger_bulk_duration_seconds", "Time of one bulk request");
-        describe_gauge!(
-            "playground_logger_consumer_lag",
-            "Events in the log topic not yet indexed and committed, by partition"
-        );
         let rejected = |r: RejectReason| counter!("playground_logger_events_rejected_total", "reason" => r.label());
         LoggerMetrics {
             consumed: counter!("playground_logger_events_consumed_total"),

@@ -31,15 +31,15 @@ fn main() -> std::process::ExitCode {
         let done = |r: anyhow::Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
         match cli.command {
             Command::Tcp(args) => {
-                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                let shipper = serve::init_logging(&args.common)?;
                 done(serve::run_tcp(args, shipper, spread).await)
             }
             Command::Udp(args) => {
-                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                let shipper = serve::init_logging(&args.common)?;
                 done(serve::run_udp(args, shipper, spread).await)
             }
             Command::Serve(args) => {
-                let shipper = serve::init_logging(&args.common, &args.backends)?;
+                let shipper = serve::init_logging(&args.common)?;
                 done(serve::run_serve(args, shipper, spread).await)
             }
             // The load's exit code tells whether its results passed their checks.

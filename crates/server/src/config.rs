@@ -23,8 +23,6 @@ pub struct TcpArgs {
     pub tcp: TcpOptions,
     #[command(flatten)]
     pub common: CommonOptions,
-    #[command(flatten)]
-    pub backends: BackendOptions,
 }
 
 /// `playground udp`.
@@ -43,8 +41,6 @@ pub struct UdpArgs {
     pub udp: UdpOptions,
     #[command(flatten)]
     pub common: CommonOptions,
-    #[command(flatten)]
-    pub backends: BackendOptions,
 }
 
 /// `playground serve`.
@@ -62,8 +58,6 @@ pub struct ServeArgs {
     pub udp: UdpOptions,
     #[command(flatten)]
     pub common: CommonOptions,
-    #[command(flatten)]
-    pub backends: BackendOptions,
 }
 
 /// Options of the TCP server.
@@ -223,8 +217,8 @@ pub struct UdpOptions {
     pub udp_reply_burst: u32,
 }
 
-/// Options every server role shares: the process's, and how long it keeps
-/// serving once told to stop.
+/// Options every server role shares: the process's, how long it keeps
+/// serving once told to stop, its scheduling and its backends.
 #[derive(Debug, Clone, Args)]
 pub struct CommonOptions {
     #[command(flatten)]
@@ -237,6 +231,8 @@ pub struct CommonOptions {
     /// shared port).
     #[arg(long, env = "RUNTIME", value_enum, default_value_t = RuntimeMode::Multi)]
     pub runtime: RuntimeMode,
+    #[command(flatten)]
+    pub backends: BackendOptions,
 }
 
 /// Where the cache and the bus live.

@@ -1,76 +1,16 @@
 //! Prometheus metrics. Names are a contract with the Helm chart's autoscaler
-//! rules and dashboard (`deploy/metrics.txt` lists them).
+//! rules and dashboard (`deploy/metrics.txt` lists them with their HELP text).
 //!
 //! Handles are resolved once and kept in structs, so the request path never
 //! looks a metric up by name.
 
 use std::time::Duration;
 
-use metrics::{
-    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
-};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use playground_protocol::CommandKind;
 
 /// The `command` label of lines that name no command.
 const UNKNOWN: &str = "unknown";
-
-/// Describes the servers' metrics (HELP lines); call once at start.
-pub fn describe() {
-    describe_gauge!("playground_tcp_connections", "TCP client connections currently established");
-    describe_counter!("playground_tcp_connections_accepted_total", "TCP connections accepted");
-    describe_counter!("playground_tcp_connections_rejected_total", "TCP connections refused, by reason");
-    describe_counter!("playground_tcp_disconnects_total", "TCP connections closed by the server, by reason");
-    describe_counter!("playground_tcp_tls_handshake_failures_total", "TLS handshakes that failed or timed out");
-    describe_counter!("playground_tls_reloads_total", "Reloads of TLS_CERT/TLS_KEY after they changed, by result");
-    describe_counter!(
-        "playground_tcp_rate_limited_total",
-        "TCP commands refused with `error: rate limited`, by the limit (`command`, `brd`)"
-    );
-    describe_counter!("playground_tcp_framing_total", "TCP connections by the framing their first command chose");
-    describe_counter!(
-        "playground_tcp_packets_ignored_total",
-        "Reads of packet-framed TCP connections that were not a command, left unanswered as by the original"
-    );
-    describe_counter!("playground_commands_total", "Commands handled, by transport, command and outcome");
-    describe_histogram!("playground_command_duration_seconds", "Time to execute a command, by transport and command");
-    describe_counter!(
-        "playground_token_checks_total",
-        "Token checks, by source: `connection` (issued on the same connection, no cache round trip) or `cache`"
-    );
-    describe_counter!("playground_broadcasts_published_total", "Broadcasts published by this instance's clients");
-    describe_counter!("playground_broadcasts_delivered_total", "Broadcast lines written to clients");
-    describe_histogram!(
-        "playground_broadcast_fanout_duration_seconds",
-        "Time from a broadcast reaching this instance (from the bus) to its line written to the last local client"
-    );
-    describe_counter!("playground_bytes_received_total", "Bytes received from clients, by transport");
-    describe_counter!("playground_bytes_sent_total", "Bytes sent to clients, by transport");
-    describe_counter!("playground_udp_packets_received_total", "UDP datagrams received");
-    describe_counter!("playground_udp_packets_sent_total", "UDP reply datagrams sent");
-    describe_counter!("playground_udp_packets_dropped_total", "UDP datagrams dropped without a reply, by reason");
-    describe_counter!("playground_log_events_shipped_total", "Log events acknowledged by Kafka");
-    describe_counter!(
-        "playground_log_events_dropped_total",
-        "Log events lost, by reason (queue_full, delivery_failed)"
-    );
-    describe_histogram!(
-        "playground_memcached_duration_seconds",
-        "Time of one memcached operation, by operation (get, set), waiting for a pooled connection included"
-    );
-    describe_counter!(
-        "playground_memcached_errors_total",
-        "memcached operations that failed, by operation (get, set) and reason (timeout, error)"
-    );
-    describe_histogram!("playground_kafka_publish_duration_seconds", "Time for Kafka to acknowledge a broadcast");
-    describe_counter!(
-        "playground_kafka_errors_total",
-        "Kafka client failures, by operation (publish, consume) and reason (unreachable, error)"
-    );
-    describe_histogram!(
-        "playground_broadcast_delay_seconds",
-        "Time from a broadcast's Kafka timestamp (its publication) to its arrival at this instance's fan-out"
-    );
-}
 
 /// Buckets of the servers' histograms not named `*duration_seconds`, for
 /// the recorder (`playground_common::metrics::install`).

@@ -23,7 +23,8 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Installs logging; with Kafka configured, also the log-shipping layer,
 /// whose shipper is started once the runtime is up.
-pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow::Result<Option<Shipper>> {
+pub fn init_logging(common: &CommonOptions) -> anyhow::Result<Option<Shipper>> {
+    let backends = &common.backends;
     let (layer, shipper) = match backends.kafka.connection.kafka_brokers {
         Some(_) => {
             let (l, s) = logship::channel(&common.process.instance_name(), backends.log_ship_queue as usize);
@@ -37,19 +38,19 @@ pub fn init_logging(common: &CommonOptions, backends: &BackendOptions) -> anyhow
 
 /// `playground tcp`.
 pub async fn run_tcp(args: TcpArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
-    run(&args.common, &args.backends, shipper, Some((args.port, &args.tcp)), None, spread).await
+    run(&args.common, shipper, Some((args.port, &args.tcp)), None, spread).await
 }
 
 /// `playground udp`.
 pub async fn run_udp(args: UdpArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
     let udp = udp::Config::new(args.bind_address, args.port, args.buff_size, &args.udp);
-    run(&args.common, &args.backends, shipper, None, Some(udp), spread).await
+    run(&args.common, shipper, None, Some(udp), spread).await
 }
 
 /// `playground serve`: every server in one process over one cache and bus.
 pub async fn run_serve(args: ServeArgs, shipper: Option<Shipper>, spread: Spread) -> anyhow::Result<()> {
     let udp = udp::Config::new(args.tcp.bind_address, args.udp_port, args.tcp.buff_size, &args.udp);
-    run(&args.common, &args.backends, shipper, Some((args.tcp_port, &args.tcp)), Some(udp), spread).await
+    run(&args.common, shipper, Some((args.tcp_port, &args.tcp)), Some(udp), spread).await
 }
 
 /// The backends the configuration asks for.
@@ -102,14 +103,12 @@ async fn memcached_per_runtime(
 
 async fn run(
     common: &CommonOptions,
-    backend: &BackendOptions,
     shipper: Option<Shipper>,
     tcp: Option<(u16, &TcpOptions)>,
     udp: Option<udp::Config>,
     spread: Spread,
 ) -> anyhow::Result<()> {
     let prometheus = playground_common::metrics::install(&metrics::BUCKETS);
-    metrics::describe();
     // Present from the start (at 0) so dashboards and alerts see the series
     // whether or not shipping is configured.
     ::metrics::counter!("playground_log_events_dropped_total", "reason" => "queue_full").absolute(0);
@@ -117,12 +116,12 @@ async fn run(
     let lifecycle = Lifecycle::new();
     lifecycle.set_ready(false);
     let shipper = match shipper {
-        Some(s) => Some(s.start(&backend.kafka)?),
+        Some(s) => Some(s.start(&common.backends.kafka)?),
         None => None,
     };
     let instance = common.process.instance_name();
     let client_queue = tcp.map_or(1024, |(_, o)| o.client_queue as usize);
-    let b = backends(backend, &instance, client_queue, &spread).await?;
+    let b = backends(&common.backends, &instance, client_queue, &spread).await?;
     info!(pod = %instance, cache = %b.caches[0].describe(), bus = %b.bus.describe(), runtimes = spread.handles().len(), "Starting");
     if !b.shared {
         warn!(
@@ -133,7 +132,7 @@ async fn run(
     let executors: Vec<Arc<Executor>> = (0..spread.handles().len())
         .map(|i| {
             let cache = b.caches[i % b.caches.len()].clone();
-            Arc::new(Executor::new(cache, b.bus.clone()).with_token_ttl(backend.token_ttl))
+            Arc::new(Executor::new(cache, b.bus.clone()).with_token_ttl(common.backends.token_ttl))
         })
         .collect();
     let admin_addr = SocketAddr::new(common.process.admin_bind_address, common.process.admin_port);

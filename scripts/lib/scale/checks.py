@@ -82,28 +82,28 @@ def check_terminations(ds, loads_reports, samples_ok):
     return terms
 
 
-def check_loads(reports, refused, errors):
+def check_loads(reports, rejected, errors):
     """No error but the refusals of full instances: each is one `error: server
-    full` line (counted by the load as a wrong reply) and one closed connection
-    (a reset), after which the client connects again through the Service."""
-    wrong = resets = 0
+    full` line and a closed connection, after which the client connects again
+    through the Service. A refusal the client did not read before the close
+    (its own request crossed it) is a lost connection instead."""
+    wrong, refused, resets, texts = 0, 0, 0, {}
     for name, r in sorted(reports.items()):
         t = r["totals"]
         check = (r.get("broadcast") or {}).get("check") or {}
         missing = check.get("missing", 0)
-        wrong, resets = wrong + t["wrong_replies"], resets + t["resets"]
+        wrong, refused, resets = wrong + t["wrong_replies"], refused + t["refused"], resets + t["resets"]
+        for text, n in r.get("error_replies", {}).items():
+            texts[text] = texts.get(text, 0) + n
         bad = {k: t[k] for k in ("connect_errors", "timeouts", "publish_errors") if t[k]}
         verdict(f"load {name}: no lost broadcast, no timeout, no failed connect",
                 "0 missing, 0 errors", f"{t['received']:,} replies, {t['reconnects']:,} reconnects, "
                 f"{t['deliveries']:,} broadcasts received ({check.get('published', 0):,} published), "
                 f"missing {missing}; errors {bad or 0}", not bad and missing == 0)
-    server = sum(errors.values())
-    verdict("no wrong reply: every one the load counted is a refusal by a full instance (`error: server full`)",
-            f"wrong replies = {refused:,} refusals (the servers' count)",
-            f"{wrong:,} wrong replies; {server} of them the servers' own error replies", wrong == refused + server
-            and server == 0)
-    verdict("no lost connection but the refused ones (closed after `error: server full`)",
-            f"lost connections <= {refused:,} refusals", f"{resets:,}", resets <= refused)
+    verdict("no wrong reply", "0", f"{wrong:,}" + (f" (server errors {texts})" if texts else ""), wrong == 0)
+    verdict("refusals by full instances: read by the clients as `error: server full`, or the connection lost",
+            f"{rejected:,} refusals (the servers' count)", f"{refused:,} read, {resets:,} lost connections",
+            refused <= rejected and refused + resets >= rejected and resets <= rejected - refused)
     verdict("commands the servers answered with an error", "none", errors or "none", not errors)
 
 
