@@ -209,7 +209,7 @@ where
         // Broadcasts taken into this write, kept until it is done.
         let mut taken = Vec::new();
         loop {
-            while let Some(delivery) = broadcasts.next().now_or_never() {
+            while let Some(delivery) = broadcasts.try_next() {
                 match pushed(delivery, &addr) {
                     Ok(pushed) => {
                         out.extend_from_slice(framed(pushed.line(), packet));
