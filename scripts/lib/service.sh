@@ -47,12 +47,6 @@ apt_install() {
     ((rc == 0)) || die "apt-get install $* failed (exit $rc)"
 }
 
-lock_or_die() { # FILE SECONDS: held on fd 9 for the rest of the script
-    mkdir -p "$(dirname "$1")"
-    exec 9>"$1"
-    flock -w "$2" 9 || die "another start/stop holds $1"
-}
-
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # Prints the pid in PIDFILE if it runs and its command line matches PATTERN.
@@ -105,11 +99,6 @@ wait_ports_closed() {
     return 1
 }
 
-show_log_tail() {
-    log "last lines of $1:"
-    tail -n "${2:-40}" "$1" >&2 || true
-}
-
 rotate_log() { [[ ! -f $1 ]] || mv -f "$1" "$1.1"; }
 
 # Waits up to SECONDS until probe succeeds while PID runs; else stops it,
@@ -131,7 +120,8 @@ svc_wait_ready() {
         log "pid $pid exited during startup"
     fi
     rm -f "$PID_FILE" ${PORT_FILE:+"$PORT_FILE"}
-    show_log_tail "$LOG_FILE" 60
+    log "last lines of $LOG_FILE:"
+    tail -n 60 "$LOG_FILE" >&2 || true
     die "start failed"
 }
 
@@ -155,6 +145,30 @@ svc_stop() {
     log "stopped"
 }
 
+# Says who answers, when probe succeeds (what it prints goes in brackets).
+svc_answering() {
+    local pid what
+    what="$(probe)" || return 1
+    if pid="$(our_pid)"; then
+        log "running and ready on $HOST:$PORT (pid $pid${what:+, $what})"
+    else
+        log "answering on $HOST:$PORT${what:+ ($what)}; not started by this script"
+    fi
+}
+
+# The status subcommand: 0 answering, 1 our process runs but does not
+# answer (WHY, if given, says what to look at), 3 not running.
+svc_status() {
+    local pid
+    svc_answering && return 0
+    if pid="$(our_pid)"; then
+        log "pid $pid is alive but $HOST:$PORT does not answer${1:+ ($1)}"
+        return 1
+    fi
+    log "not running"
+    return 3
+}
+
 # The subcommands are the do_NAME functions, and restart.
 usage() {
     local cmds
@@ -168,7 +182,11 @@ svc_main() {
     local wait=$1 cmd=${2:-}
     shift $(($# > 1 ? 2 : 1))
     case "$cmd" in
-    start | stop | restart | reset | build) lock_or_die "$LOCK_FILE" "$wait" ;;
+    start | stop | restart | reset | build)
+        mkdir -p "$(dirname "$LOCK_FILE")"
+        exec 9>"$LOCK_FILE" # held for the rest of the script
+        flock -w "$wait" 9 || die "another start/stop holds $LOCK_FILE"
+        ;;
     -h | --help | help) usage && exit 0 ;;
     esac
     if [[ $cmd == restart ]]; then
