@@ -462,12 +462,13 @@ def progress(name, width):
 
 def verdicts(log):
     """A verdict(check, expected, observed, ok) function that logs each
-    check and keeps it in its `results` list: (check, expected, observed, ok)."""
+    check and keeps it in its `results` list: (check, expected, observed, ok);
+    ok None is a check skipped."""
     results = []
 
     def verdict(check, expected, observed, ok):
-        results.append((check, str(expected), str(observed), bool(ok)))
-        log(f"{'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
+        results.append((check, str(expected), str(observed), None if ok is None else bool(ok)))
+        log(f"{'SKIP' if ok is None else 'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
         return ok
 
     verdict.results = results
@@ -479,9 +480,9 @@ def conclude(verdict, name, title, work, keep):
     work directory when asked or on a failure (removes it otherwise) and
     says the outcome. Returns the exit status, 1 if any check failed."""
     results = verdict.results
-    status = 0 if results and all(ok for *_, ok in results) else 1
+    status = 0 if results and all(ok is not False for *_, ok in results) else 1
     rows = [("check", "expected", "observed", "ok")] + [
-        (c, e, o, "ok" if k else "FAIL") for c, e, o, k in results]
+        (c, e, o, "SKIP" if k is None else "ok" if k else "FAIL") for c, e, o, k in results]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
     print()
     print(title)
