@@ -70,7 +70,7 @@ def build(*examples, copy_to=None, skip=False):
 def build_go_echo(dest_dir):
     """Builds the Go reference echo server (bench/go-echo, standard library
     only) into dest_dir: its path, or None (said on stderr) without Go."""
-    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.path.exists(p)), None)
+    go = shutil.which("go") or shutil.which("/usr/local/go/bin/go")
     if not go:
         print("note: no Go toolchain found; the Go reference is left out", file=sys.stderr)
         return None
@@ -80,11 +80,6 @@ def build_go_echo(dest_dir):
 
 
 PROCS = []  # every process started here: (name, Popen)
-
-
-def read_text(path):
-    with open(path) as f:
-        return f.read()
 
 
 def spawn(name, argv, env=None, logdir=None):
@@ -163,22 +158,10 @@ def service(name, *args, timeout=180, env=None):
 
 
 def apt_install(packages, track=False):
-    """Installs Debian packages; a policy-rc.d keeps their own services
-    (nginx on :80, a system Prometheus) from starting."""
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    policy = "/usr/sbin/policy-rc.d"
-    created = os.geteuid() == 0 and not os.path.exists(policy)
-    if created:
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")
-        os.chmod(policy, 0o755)
-    try:
-        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=120"]
-        run([*apt, "update", "-qq"], timeout=300, env=env, track=track)
-        run([*apt, "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=600, env=env, track=track)
-    finally:
-        if created:
-            os.remove(policy)
+    """Installs Debian packages with scripts/lib/service.sh's apt_install (one
+    apt at a time; their own services, nginx or Prometheus, are not started)."""
+    run(["bash", "-c", '. "$0" && apt_install "$@"', os.path.join(ROOT, "scripts", "lib", "service.sh"), *packages],
+        timeout=900, env=dict(os.environ, SVC_TAG="[apt]"), track=track)
 
 
 def trap_signals(interrupt=False):
@@ -526,10 +509,12 @@ def write_section(name, markdown):
     path = os.path.join(ROOT, "BENCHMARKS.md")
     start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"
-    text = read_text(path) if os.path.exists(path) else (
-        "# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
-        "session on the same machine; ratios are what count on shared, noisy machines. "
-        "`scripts/bench` reruns everything and rewrites the sections below.\n")
+    text = ("# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
+            "session on the same machine; ratios are what count on shared, noisy machines. "
+            "`scripts/bench` reruns everything and rewrites the sections below.\n")
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
     if start_m in text:
         text = re.sub(re.escape(start_m) + r".*?" + re.escape(end_m), lambda _: block, text, flags=re.S)
     else:

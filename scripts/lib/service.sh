@@ -69,33 +69,29 @@ start_daemon() {
     echo "$DAEMON_PID" >"$pidfile"
 }
 
-# SIGTERM, up to SECONDS for the exit, then SIGKILL; fails if it still runs.
-stop_pid() {
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < $2 * 5; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.2
-    done
-    log "pid $pid still alive after ${2}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
+# Runs COMMAND... every 0.1 s while it succeeds, for at most SECONDS; fails
+# if it still does.
+wait_while() {
+    local i
+    for ((i = 0; i < $1 * 10; i++)); do
+        "${@:2}" || return 0
         sleep 0.1
     done
     return 1
 }
 
-# Waits up to SECONDS until none of the PORTS... accepts connections.
-wait_ports_closed() {
-    local seconds="$1" i p open
-    shift
-    for ((i = 0; i < seconds * 10; i++)); do
-        open=0
-        for p in "$@"; do port_open "$p" && open=1; done
-        ((open)) || return 0
-        sleep 0.1
-    done
+# SIGTERM, up to SECONDS for the exit, then SIGKILL; fails if it still runs.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    wait_while "$2" kill -0 "$1" 2>/dev/null && return 0
+    log "pid $1 still alive after ${2}s; sending SIGKILL"
+    kill -KILL "$1" 2>/dev/null || true
+    wait_while 5 kill -0 "$1" 2>/dev/null
+}
+
+any_port_open() {
+    local p
+    for p in "$@"; do port_open "$p" && return 0; done
     return 1
 }
 
@@ -140,7 +136,7 @@ svc_stop() {
     fi
     log "stopping pid $pid (SIGTERM, up to ${seconds}s)"
     stop_pid "$pid" "$seconds" || die "could not stop pid $pid"
-    wait_ports_closed 5 "$@" || die "pid $pid stopped, but a port of $* is still open"
+    wait_while 5 any_port_open "$@" || die "pid $pid stopped, but a port of $* is still open"
     rm -f "$PID_FILE"
     log "stopped"
 }
