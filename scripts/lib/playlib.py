@@ -109,11 +109,9 @@ def exit_code(p, timeout):
 def stop(p, sig=signal.SIGTERM, grace=10.0):
     """Signals a process, waits up to `grace` seconds, then kills it."""
     signal_proc(p, sig)
-    try:
-        return p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if exit_code(p, grace) is None:
         signal_proc(p, signal.SIGKILL)
-        return p.wait(timeout=10)
+    return p.wait(timeout=10)
 
 
 def stop_all(grace=10.0, twice=True):
@@ -316,15 +314,11 @@ def open_files(pid):
 
 
 def machine():
-    with open("/proc/meminfo") as f:
-        mem_kib = int(f.readline().split()[1])
     cpu = "unknown cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.0f} GiB, {platform.system()} {platform.release()}"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{os.cpu_count()} cores ({cpu}), {mem / 2**30:.0f} GiB, {platform.system()} {platform.release()}"
 
 
 def raise_nofile(wanted=0):
