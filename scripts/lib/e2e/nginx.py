@@ -28,7 +28,6 @@ class Nginx:
     def write(self, tcp_backends, udp_backends):
         def servers(ports):
             return "\n".join(f"        server 127.0.0.1:{p};" for p in ports)
-
         conf = f"""# Written by scripts/e2e for one run.
 load_module {NGINX_STREAM_MODULE};
 daemon off;
@@ -74,10 +73,7 @@ stream {{
 """
         with open(self.conf, "w") as f:
             f.write(conf)
-        self.tool("-t")
-
-    def tool(self, *args):
-        return run([*self.argv, *args], timeout=30)
+        run([*self.argv, "-t"], timeout=30)
 
     def start(self, env):
         self.proc = spawn("nginx", self.argv, env, self.logdir)
@@ -109,15 +105,14 @@ stream {{
         return serving, leaving
 
     def reload(self, tcp_backends, udp_backends):
-        """Rewrites the config and reloads; returns once a worker started
-        after the reload serves and the older ones have stopped accepting."""
+        """Rewrites the config and reloads; returns once only workers started after the reload accept."""
         before = set(self.workers()[0])
         self.write(tcp_backends, udp_backends)
-        self.tool("-s", "reload")
+        run([*self.argv, "-s", "reload"], timeout=30)
 
         def new_worker_only():
-            serving, _ = self.workers()
-            return serving and not (set(serving) & before)
+            serving = set(self.workers()[0])
+            return serving and not serving & before
 
         wait_until("nginx reload (a new worker, the old ones shutting down)", 15, new_worker_only, 0.05)
 
