@@ -52,8 +52,7 @@ def binary():
 
 
 def build(*examples, copy_to=None, skip=False):
-    """Builds the release binary and examples: {name: path}. With copy_to,
-    private copies there (another build cannot swap them under a benchmark)."""
+    """Builds the release binary and examples: {name: path}; with copy_to, private copies there."""
     if not skip:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "playground", "--bin", "playground",
                         *[a for e in examples for a in ("--example", e)]], cwd=ROOT, check=True)
@@ -68,8 +67,7 @@ def build(*examples, copy_to=None, skip=False):
 
 
 def build_go_echo(dest_dir):
-    """Builds the Go reference echo server (bench/go-echo, standard library
-    only) into dest_dir: its path, or None (said on stderr) without Go."""
+    """Builds bench/go-echo into dest_dir: its path, or None (said on stderr) without Go."""
     go = shutil.which("go") or shutil.which("/usr/local/go/bin/go")
     if not go:
         print("note: no Go toolchain found; the Go reference is left out", file=sys.stderr)
@@ -83,8 +81,7 @@ PROCS = []  # every process started here: (name, Popen)
 
 
 def spawn(name, argv, env=None, logdir=None):
-    """Starts a process in its own session (Ctrl-C reaches only the script),
-    output to <logdir>/<name>.log or nowhere."""
+    """Starts a process in its own session (Ctrl-C reaches only the script), output to <logdir>/<name>.log."""
     with open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else contextlib.nullcontext(subprocess.DEVNULL) as out:
         p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True)
@@ -156,8 +153,7 @@ def service(name, *args, timeout=180, env=None):
 
 
 def apt_install(packages, track=False):
-    """Installs Debian packages with scripts/lib/service.sh's apt_install (one
-    apt at a time; their own services, nginx or Prometheus, are not started)."""
+    """Installs Debian packages with service.sh's apt_install (their own services are not started)."""
     run(["bash", "-c", '. "$0" && apt_install "$@"', os.path.join(ROOT, "scripts", "lib", "service.sh"), *packages],
         timeout=900, env=dict(os.environ, SVC_TAG="[apt]"), track=track)
 
@@ -322,8 +318,7 @@ def machine():
 
 
 def raise_nofile(wanted=0):
-    """Raises RLIMIT_NOFILE (inherited): hard toward `wanted` (capped by
-    fs.nr_open; needs CAP_SYS_RESOURCE), soft to hard. (soft, hard, nr_open, how)."""
+    """Raises RLIMIT_NOFILE: hard toward `wanted` (up to fs.nr_open), soft to hard: (soft, hard, nr_open, how)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
@@ -341,8 +336,7 @@ def raise_nofile(wanted=0):
 
 
 def start_server(role="tcp", extra=None, bin_path=None):
-    """A `playground ROLE` on free loopback ports, quiet, no drain; returns
-    (process, port, admin port) once /readyz answers."""
+    """A quiet `playground ROLE` on free loopback ports: (process, port, admin port) once /readyz answers."""
     port, admin = free_port(udp_too=role == "udp"), free_port()
     env = dict(os.environ, PORT=str(port), TCP_PORT=str(port), ADMIN_PORT=str(admin), BIND_ADDRESS="127.0.0.1",
                ADMIN_BIND_ADDRESS="127.0.0.1", LOG_LEVEL="warn", SIGTERM_TIMEOUT="0", **(extra or {}))
@@ -438,9 +432,7 @@ def progress(name, width):
 
 
 def verdicts(log):
-    """A verdict(check, expected, observed, ok) function that logs each
-    check and keeps it in its `results` list: (check, expected, observed, ok);
-    ok None is a check skipped."""
+    """A verdict(check, expected, observed, ok) that logs each check and keeps it in `results`; ok None: skipped."""
     results = []
 
     def verdict(check, expected, observed, ok):
@@ -477,8 +469,7 @@ def conclude(verdict, name, title, work, keep):
 
 @contextlib.contextmanager
 def failures_as_verdicts(verdict, limit, limit_env):
-    """The ways a scripted run ends early (its time limit, a signal, a
-    Failure, a bug), each made a failed verdict."""
+    """The ways a scripted run ends early (its time limit, a signal, a Failure, a bug), each made a failed verdict."""
     try:
         yield
     except Deadline:
@@ -498,8 +489,7 @@ def step(text):
 
 
 def write_section(name, markdown):
-    """Replaces the section `name` of BENCHMARKS.md (creating it if absent):
-    each benchmark owns the text between its markers."""
+    """Replaces (or adds) the section `name` of BENCHMARKS.md: the text between its markers."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
     start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"

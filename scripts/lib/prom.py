@@ -17,8 +17,7 @@ PROMTOOL = "/usr/bin/promtool"  # in the same Debian package
 
 
 def target(admin, namespace, pod, role):
-    """A file_sd group: one instance's admin port, with the labels
-    Kubernetes service discovery gives a pod of the chart."""
+    """A file_sd group: an admin port with the labels Kubernetes service discovery gives a pod of the chart."""
     return {"targets": [f"127.0.0.1:{admin}"], "labels": {
         "__meta_kubernetes_namespace": namespace,
         "__meta_kubernetes_pod_name": pod,

@@ -11,8 +11,7 @@ from .services import PHRASES, lifecycle_logs
 
 
 def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
-    """Stops the loads (TCP and UDP) and checks what they report, then the
-    logs and the final stop of every instance."""
+    """Stops the loads (TCP and UDP) and checks what they report, then the logs and the final stop of every instance."""
     # --- the load's own account ---
     log("stopping the load (SIGINT: it reports what ran)")
     for p, _ in [*loads.values(), udp_load]:

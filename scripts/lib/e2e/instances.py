@@ -61,8 +61,7 @@ def established(port):
 
 
 def await_line(sock, want):
-    """Reads until the line `want` comes (pushed broadcasts may come first);
-    False if the connection ends before. Bounded by the socket's timeout."""
+    """Reads until the line `want` comes (after pushed broadcasts, perhaps); False if the connection ends first."""
     buf = b""
     while True:
         lines = buf.split(b"\n")

@@ -10,8 +10,7 @@ from .config import NGINX, NGINX_STREAM_MODULE
 
 
 class Nginx:
-    """nginx with the stream module, in front of the tcp and udp instances:
-    its own config, prefix, pid and logs in the temporary directory."""
+    """nginx in front of the tcp and udp instances, its config, prefix, pid and logs in the work directory."""
 
     def __init__(self, work, logdir):
         self.dir = os.path.join(work, "nginx")

@@ -23,8 +23,7 @@ STARTED_SERVICES = []  # started by this run, stopped at its end
 
 
 def ensure_services():
-    """Starts memcached, Kafka and OpenSearch unless they already answer, in
-    parallel: Kafka and OpenSearch take a while."""
+    """Starts memcached, Kafka and OpenSearch (in parallel) unless they already answer."""
     def start(name):
         if service(name, "status", timeout=60)[0] == 0:
             log(f"{name}: already running, left as it is")
