@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from playlib import Failure, exit_code, poll, signal_proc, spawn, wait_until
+from playlib import Failure, exit_code, poll, service, signal_proc, spawn, wait_until
 
 from . import config
 from .checks import final_checks
@@ -12,7 +12,7 @@ from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, N
                      RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT, fmt, log, short, verdict)
 from .instances import Instance, Scraper, echo_once, established, open_probes
 from .nginx import Nginx
-from .services import ensure_tools, kafka_topic_tool
+from .services import ensure_tools
 
 
 def scenario(cfg, work, run_id):
@@ -26,11 +26,9 @@ def scenario(cfg, work, run_id):
     bcast_topic, log_topic = f"{run_id}-broadcasts", f"{run_id}-logs"
     index = f"{run_id}-logs"
     # Topics with the usual three partitions, before any instance looks for them.
-    for topic in (bcast_topic, log_topic):
-        rc, out = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
-                                    "1", "--topic", topic])
-        if rc:
-            raise Failure(f"creating the run's topic {topic} failed:\n{out[-800:]}")
+    rc, out = service("kafka", "topics", bcast_topic, log_topic)
+    if rc:
+        raise Failure(f"creating the run's topics failed:\n{out[-800:]}")
 
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("MEMCACHED_", "KAFKA_", "ELASTICSEARCH_", "PLAYGROUND_", "RUST_LOG"))}
