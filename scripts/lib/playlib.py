@@ -390,14 +390,11 @@ def ensure_helm():
         raise Failure("go is needed to build Helm")
     print(f"installing helm {HELM_VERSION} (go install, a few minutes once)", file=sys.stderr, flush=True)
     os.makedirs(os.path.dirname(helm), exist_ok=True)
-    gobin = tempfile.mkdtemp()
-    try:
+    with tempfile.TemporaryDirectory() as gobin:
         run(["go", "install", "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
              f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], timeout=900, track=True,
             env=dict(os.environ, GOBIN=gobin, GOFLAGS="-mod=mod"))
         shutil.move(os.path.join(gobin, "helm"), helm)
-    finally:
-        shutil.rmtree(gobin, ignore_errors=True)
     return helm, "go install"
 
 
