@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from playlib import Failure, exit_code, poll, service, signal_proc, spawn, wait_until
+from playlib import Failure, Load, exit_code, poll, service, signal_proc, wait_until
 
 from . import config
 from .checks import final_checks
@@ -72,23 +72,15 @@ def scenario(cfg, work, run_id):
     # a reply that is really missing does (latency is the benchmarks' job).
     common = ["--conn-interval", cfg["conn_interval"], "--msg-interval", "250ms", "--alive", "3600",
               "--duration", str(limit), "--read-timeout", "10s", "--reconnect-delay", "1s", "--settle", SETTLE,
-              "--threads", "1", "--progress", "plain", "--progress-interval", "5s"]
-    loads = {}
-    for name, n, extra in (
-            ("broadcast", cfg["broadcast_clients"], ["--scenario", "broadcast", "--broadcasters",
-                                                     str(cfg["broadcasters"])]),
-            ("cache", cfg["cache_clients"], ["--scenario", "cache"])):
-        report = os.path.join(work, f"load-{name}.json")
-        p = spawn(f"load-{name}", [config.BIN, "load", "tcp", str(n), "127.0.0.1", str(nginx.tcp_port), *extra,
-                                   *common, "--json", report], base, logdir)
-        loads[name] = (p, report)
-
-    udp_load = (spawn("load-udp", [config.BIN, "load", "udp", str(cfg["udp_flows"]), "127.0.0.1",
-                                   str(nginx.udp_port), "--conn-interval", "10ms", "--msg-interval",
-                                   f"{cfg['udp_interval'] * 1000:.0f}ms", "--alive", "3600", "--duration", str(limit),
-                                   "--read-timeout", "10s", "--progress", "off", "--json",
-                                   os.path.join(work, "load-udp.json")], base, logdir),
-                os.path.join(work, "load-udp.json"))
+              "--threads", "1", "--progress-interval", "5s"]
+    loads = {name: Load(["tcp", str(n), "127.0.0.1", str(nginx.tcp_port), *extra, *common], config.BIN, base, logdir,
+                        f"load-{name}", "plain")
+             for name, n, extra in (("broadcast", cfg["broadcast_clients"],
+                                     ["--scenario", "broadcast", "--broadcasters", str(cfg["broadcasters"])]),
+                                    ("cache", cfg["cache_clients"], ["--scenario", "cache"]))}
+    udp_load = Load(["udp", str(cfg["udp_flows"]), "127.0.0.1", str(nginx.udp_port), "--conn-interval", "10ms",
+                     "--msg-interval", f"{cfg['udp_interval'] * 1000:.0f}ms", "--alive", "3600", "--duration", str(limit),
+                     "--read-timeout", "10s"], config.BIN, base, logdir, "load-udp")
 
     def reload_nginx():
         """nginx loses the replies of the UDP sessions its old worker still
@@ -96,17 +88,17 @@ def scenario(cfg, work, run_id):
         replies go out through): the UDP load is held (SIGSTOP) from before
         the reload, once the replies in flight are back, to after it. A
         Kubernetes Service or Envoy changes endpoints without that loss."""
-        signal_proc(udp_load[0], signal.SIGSTOP)
+        signal_proc(udp_load.proc, signal.SIGSTOP)
         time.sleep(0.5)
         try:
             nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
         finally:
-            signal_proc(udp_load[0], signal.SIGCONT)
+            signal_proc(udp_load.proc, signal.SIGCONT)
 
     def all_connected():
-        for name, (p, _) in loads.items():
-            if p.poll() is not None:
-                raise Failure(f"load {name} exited with {p.returncode}")
+        for name, load in loads.items():
+            if load.proc.poll() is not None:
+                raise Failure(f"load {name} exited with {load.proc.returncode}")
         held = {i.pod: i.connections() for i in tcp.values()}
         return held if sum(held.values()) == clients else None
 
