@@ -1,8 +1,7 @@
-"""The Debian prometheus binary as the check scripts run it (the scripts'
-library, beside playlib): scraping the playground instances every second
-with the relabelling of a Kubernetes ServiceMonitor scrape (deploy/ci/prometheus/prometheus.yml turns the
-__meta_kubernetes_* labels of a file_sd target into namespace, pod,
-container, job), and a small client of its HTTP API."""
+"""Debian's prometheus as the check scripts run it, scraping the instances
+every second with the relabelling of a Kubernetes ServiceMonitor scrape
+(deploy/ci/prometheus/prometheus.yml makes the __meta_kubernetes_* labels of a
+file_sd target namespace, pod, container, job), and a client of its HTTP API."""
 
 import json
 import os
