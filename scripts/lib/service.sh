@@ -47,6 +47,25 @@ apt_install() {
     ((rc == 0)) || die "apt-get install $* failed (exit $rc)"
 }
 
+# A throw-away CA (DIR/ca.pem, named CA_NAME) and a certificate for localhost
+# and 127.0.0.1 signed by it (DIR/server.pem, DIR/server.key), made once.
+ensure_cert() { # DIR CA_NAME
+    local dir=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    [[ -s "$dir/ca.pem" && -s "$dir/server.pem" && -s "$dir/server.key" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    log "making a CA and a certificate for localhost in $dir"
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 3650 -subj "/CN=$2"
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+            -days 3650 -extfile server.ext
+        rm -f ca.key server.csr server.ext ca.srl
+    ) >"$dir/openssl.log" 2>&1 || die "openssl failed: $(cat "$dir/openssl.log")"
+}
+
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # Prints the pid in PIDFILE if it runs and its command line matches PATTERN.
