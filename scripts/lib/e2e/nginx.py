@@ -87,19 +87,9 @@ stream {{
 
     def workers(self):
         """(serving worker pids, worker pids shutting down) of the master."""
+        out = run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], timeout=10, check=False)[1]
         serving, leaving = [], []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid != self.proc.pid:
-                    continue
-                with open(f"/proc/{pid}/cmdline") as f:
-                    title = f.read().replace("\0", " ")
-            except (OSError, IndexError, ValueError):
-                continue
+        for pid, title in (line.split(None, 1) for line in out.splitlines() if line.strip()):
             (leaving if "shutting down" in title else serving).append(int(pid))
         return serving, leaving
 

@@ -12,7 +12,8 @@ from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, v
 
 def ensure_tools():
     missing = [package for package, path in (("nginx", NGINX), ("libnginx-mod-stream", NGINX_STREAM_MODULE),
-                                             ("prometheus", PROMETHEUS)) if not os.path.exists(path)]
+                                             ("prometheus", PROMETHEUS), ("procps", "/usr/bin/ps"))
+               if not os.path.exists(path)]
     if missing:
         log(f"installing {' '.join(missing)}")
         apt_install(missing)
