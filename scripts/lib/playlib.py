@@ -52,8 +52,7 @@ def binary():
 
 
 def build(*examples, copy_to=None, skip=False):
-    """Builds the release binary and examples: {name: path}. With copy_to,
-    private copies there (another build cannot swap them under a benchmark)."""
+    """Builds the release binary and examples: {name: path}; with copy_to, private copies there."""
     if not skip:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "playground", "--bin", "playground",
                         *[a for e in examples for a in ("--example", e)]], cwd=ROOT, check=True)
@@ -68,9 +67,8 @@ def build(*examples, copy_to=None, skip=False):
 
 
 def build_go_echo(dest_dir):
-    """Builds the Go reference echo server (bench/go-echo, standard library
-    only) into dest_dir: its path, or None (said on stderr) without Go."""
-    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if os.path.exists(p)), None)
+    """Builds bench/go-echo into dest_dir: its path, or None (said on stderr) without Go."""
+    go = shutil.which("go") or shutil.which("/usr/local/go/bin/go")
     if not go:
         print("note: no Go toolchain found; the Go reference is left out", file=sys.stderr)
         return None
@@ -82,14 +80,8 @@ def build_go_echo(dest_dir):
 PROCS = []  # every process started here: (name, Popen)
 
 
-def read_text(path):
-    with open(path) as f:
-        return f.read()
-
-
 def spawn(name, argv, env=None, logdir=None):
-    """Starts a process in its own session (Ctrl-C reaches only the script),
-    output to <logdir>/<name>.log or nowhere."""
+    """Starts a process in its own session (Ctrl-C reaches only the script), output to <logdir>/<name>.log."""
     with open(os.path.join(logdir, f"{name}.log"), "ab") if logdir else contextlib.nullcontext(subprocess.DEVNULL) as out:
         p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True)
@@ -114,11 +106,9 @@ def exit_code(p, timeout):
 def stop(p, sig=signal.SIGTERM, grace=10.0):
     """Signals a process, waits up to `grace` seconds, then kills it."""
     signal_proc(p, sig)
-    try:
-        return p.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if exit_code(p, grace) is None:
         signal_proc(p, signal.SIGKILL)
-        return p.wait(timeout=10)
+    return p.wait(timeout=10)
 
 
 def stop_all(grace=10.0, twice=True):
@@ -163,22 +153,9 @@ def service(name, *args, timeout=180, env=None):
 
 
 def apt_install(packages, track=False):
-    """Installs Debian packages; a policy-rc.d keeps their own services
-    (nginx on :80, a system Prometheus) from starting."""
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    policy = "/usr/sbin/policy-rc.d"
-    created = os.geteuid() == 0 and not os.path.exists(policy)
-    if created:
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")
-        os.chmod(policy, 0o755)
-    try:
-        apt = ["apt-get", "-o", "DPkg::Lock::Timeout=120"]
-        run([*apt, "update", "-qq"], timeout=300, env=env, track=track)
-        run([*apt, "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=600, env=env, track=track)
-    finally:
-        if created:
-            os.remove(policy)
+    """Installs Debian packages with service.sh's apt_install (their own services are not started)."""
+    run(["bash", "-c", '. "$0" && apt_install "$@"', os.path.join(ROOT, "scripts", "lib", "service.sh"), *packages],
+        timeout=900, env=dict(os.environ, SVC_TAG="[apt]"), track=track)
 
 
 def trap_signals(interrupt=False):
@@ -333,20 +310,15 @@ def open_files(pid):
 
 
 def machine():
-    with open("/proc/meminfo") as f:
-        mem_kib = int(f.readline().split()[1])
     cpu = "unknown cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.0f} GiB, {platform.system()} {platform.release()}"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{os.cpu_count()} cores ({cpu}), {mem / 2**30:.0f} GiB, {platform.system()} {platform.release()}"
 
 
 def raise_nofile(wanted=0):
-    """Raises RLIMIT_NOFILE (inherited): hard toward `wanted` (capped by
-    fs.nr_open; needs CAP_SYS_RESOURCE), soft to hard. (soft, hard, nr_open, how)."""
+    """Raises RLIMIT_NOFILE: hard toward `wanted` (up to fs.nr_open), soft to hard: (soft, hard, nr_open, how)."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with open("/proc/sys/fs/nr_open") as f:
         nr_open = int(f.read())
@@ -364,8 +336,7 @@ def raise_nofile(wanted=0):
 
 
 def start_server(role="tcp", extra=None, bin_path=None):
-    """A `playground ROLE` on free loopback ports, quiet, no drain; returns
-    (process, port, admin port) once /readyz answers."""
+    """A quiet `playground ROLE` on free loopback ports: (process, port, admin port) once /readyz answers."""
     port, admin = free_port(udp_too=role == "udp"), free_port()
     env = dict(os.environ, PORT=str(port), TCP_PORT=str(port), ADMIN_PORT=str(admin), BIND_ADDRESS="127.0.0.1",
                ADMIN_BIND_ADDRESS="127.0.0.1", LOG_LEVEL="warn", SIGTERM_TIMEOUT="0", **(extra or {}))
@@ -419,14 +390,11 @@ def ensure_helm():
         raise Failure("go is needed to build Helm")
     print(f"installing helm {HELM_VERSION} (go install, a few minutes once)", file=sys.stderr, flush=True)
     os.makedirs(os.path.dirname(helm), exist_ok=True)
-    gobin = tempfile.mkdtemp()
-    try:
+    with tempfile.TemporaryDirectory() as gobin:
         run(["go", "install", "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
              f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], timeout=900, track=True,
             env=dict(os.environ, GOBIN=gobin, GOFLAGS="-mod=mod"))
         shutil.move(os.path.join(gobin, "helm"), helm)
-    finally:
-        shutil.rmtree(gobin, ignore_errors=True)
     return helm, "go install"
 
 
@@ -461,13 +429,12 @@ def progress(name, width):
 
 
 def verdicts(log):
-    """A verdict(check, expected, observed, ok) function that logs each
-    check and keeps it in its `results` list: (check, expected, observed, ok)."""
+    """A verdict(check, expected, observed, ok) that logs each check and keeps it in `results`; ok None: skipped."""
     results = []
 
     def verdict(check, expected, observed, ok):
-        results.append((check, str(expected), str(observed), bool(ok)))
-        log(f"{'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
+        results.append((check, str(expected), str(observed), None if ok is None else bool(ok)))
+        log(f"{'SKIP' if ok is None else 'ok  ' if ok else 'FAIL'} {check}: expected {expected}; observed {observed}")
         return ok
 
     verdict.results = results
@@ -479,9 +446,9 @@ def conclude(verdict, name, title, work, keep):
     work directory when asked or on a failure (removes it otherwise) and
     says the outcome. Returns the exit status, 1 if any check failed."""
     results = verdict.results
-    status = 0 if results and all(ok for *_, ok in results) else 1
+    status = 0 if results and all(ok is not False for *_, ok in results) else 1
     rows = [("check", "expected", "observed", "ok")] + [
-        (c, e, o, "ok" if k else "FAIL") for c, e, o, k in results]
+        (c, e, o, "SKIP" if k is None else "ok" if k else "FAIL") for c, e, o, k in results]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
     print()
     print(title)
@@ -499,8 +466,7 @@ def conclude(verdict, name, title, work, keep):
 
 @contextlib.contextmanager
 def failures_as_verdicts(verdict, limit, limit_env):
-    """The ways a scripted run ends early (its time limit, a signal, a
-    Failure, a bug), each made a failed verdict."""
+    """The ways a scripted run ends early (its time limit, a signal, a Failure, a bug), each made a failed verdict."""
     try:
         yield
     except Deadline:
@@ -520,15 +486,16 @@ def step(text):
 
 
 def write_section(name, markdown):
-    """Replaces the section `name` of BENCHMARKS.md (creating it if absent):
-    each benchmark owns the text between its markers."""
+    """Replaces (or adds) the section `name` of BENCHMARKS.md: the text between its markers."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
     start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"
-    text = read_text(path) if os.path.exists(path) else (
-        "# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
-        "session on the same machine; ratios are what count on shared, noisy machines. "
-        "`scripts/bench` reruns everything and rewrites the sections below.\n")
+    text = ("# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
+            "session on the same machine; ratios are what count on shared, noisy machines. "
+            "`scripts/bench` reruns everything and rewrites the sections below.\n")
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
     if start_m in text:
         text = re.sub(re.escape(start_m) + r".*?" + re.escape(end_m), lambda _: block, text, flags=re.S)
     else:

@@ -1,8 +1,7 @@
-"""The Debian prometheus binary as the check scripts run it (the scripts'
-library, beside playlib): scraping the playground instances every second
-with the relabelling of a Kubernetes ServiceMonitor scrape (deploy/ci/prometheus/prometheus.yml turns the
-__meta_kubernetes_* labels of a file_sd target into namespace, pod,
-container, job), and a small client of its HTTP API."""
+"""Debian's prometheus as the check scripts run it, scraping the instances
+every second with the relabelling of a Kubernetes ServiceMonitor scrape
+(deploy/ci/prometheus/prometheus.yml makes the __meta_kubernetes_* labels of a
+file_sd target namespace, pod, container, job), and a client of its HTTP API."""
 
 import json
 import os
@@ -17,8 +16,7 @@ PROMTOOL = "/usr/bin/promtool"  # in the same Debian package
 
 
 def target(admin, namespace, pod, role):
-    """A file_sd group: one instance's admin port, with the labels
-    Kubernetes service discovery gives a pod of the chart."""
+    """A file_sd group: an admin port with the labels Kubernetes service discovery gives a pod of the chart."""
     return {"targets": [f"127.0.0.1:{admin}"], "labels": {
         "__meta_kubernetes_namespace": namespace,
         "__meta_kubernetes_pod_name": pod,

@@ -47,10 +47,23 @@ apt_install() {
     ((rc == 0)) || die "apt-get install $* failed (exit $rc)"
 }
 
-lock_or_die() { # FILE SECONDS: held on fd 9 for the rest of the script
-    mkdir -p "$(dirname "$1")"
-    exec 9>"$1"
-    flock -w "$2" 9 || die "another start/stop holds $1"
+# A throw-away CA (DIR/ca.pem, named CA_NAME) and a certificate for localhost
+# and 127.0.0.1 signed by it (DIR/server.pem, DIR/server.key), made once.
+ensure_cert() { # DIR CA_NAME
+    local dir=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    [[ -s "$dir/ca.pem" && -s "$dir/server.pem" && -s "$dir/server.key" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    log "making a CA and a certificate for localhost in $dir"
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 3650 -subj "/CN=$2"
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+            -days 3650 -extfile server.ext
+        rm -f ca.key server.csr server.ext ca.srl
+    ) >"$dir/openssl.log" 2>&1 || die "openssl failed: $(cat "$dir/openssl.log")"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
@@ -75,39 +88,30 @@ start_daemon() {
     echo "$DAEMON_PID" >"$pidfile"
 }
 
+# Runs COMMAND... every 0.1 s while it succeeds, for at most SECONDS; fails
+# if it still does.
+wait_while() {
+    local i
+    for ((i = 0; i < $1 * 10; i++)); do
+        "${@:2}" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # SIGTERM, up to SECONDS for the exit, then SIGKILL; fails if it still runs.
 stop_pid() {
-    local pid="$1" i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < $2 * 5; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.2
-    done
-    log "pid $pid still alive after ${2}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    return 1
+    kill -TERM "$1" 2>/dev/null || return 0
+    wait_while "$2" kill -0 "$1" 2>/dev/null && return 0
+    log "pid $1 still alive after ${2}s; sending SIGKILL"
+    kill -KILL "$1" 2>/dev/null || true
+    wait_while 5 kill -0 "$1" 2>/dev/null
 }
 
-# Waits up to SECONDS until none of the PORTS... accepts connections.
-wait_ports_closed() {
-    local seconds="$1" i p open
-    shift
-    for ((i = 0; i < seconds * 10; i++)); do
-        open=0
-        for p in "$@"; do port_open "$p" && open=1; done
-        ((open)) || return 0
-        sleep 0.1
-    done
+any_port_open() {
+    local p
+    for p in "$@"; do port_open "$p" && return 0; done
     return 1
-}
-
-show_log_tail() {
-    log "last lines of $1:"
-    tail -n "${2:-40}" "$1" >&2 || true
 }
 
 rotate_log() { [[ ! -f $1 ]] || mv -f "$1" "$1.1"; }
@@ -131,7 +135,8 @@ svc_wait_ready() {
         log "pid $pid exited during startup"
     fi
     rm -f "$PID_FILE" ${PORT_FILE:+"$PORT_FILE"}
-    show_log_tail "$LOG_FILE" 60
+    log "last lines of $LOG_FILE:"
+    tail -n 60 "$LOG_FILE" >&2 || true
     die "start failed"
 }
 
@@ -150,9 +155,33 @@ svc_stop() {
     fi
     log "stopping pid $pid (SIGTERM, up to ${seconds}s)"
     stop_pid "$pid" "$seconds" || die "could not stop pid $pid"
-    wait_ports_closed 5 "$@" || die "pid $pid stopped, but a port of $* is still open"
+    wait_while 5 any_port_open "$@" || die "pid $pid stopped, but a port of $* is still open"
     rm -f "$PID_FILE"
     log "stopped"
+}
+
+# Says who answers, when probe succeeds (what it prints goes in brackets).
+svc_answering() {
+    local pid what
+    what="$(probe)" || return 1
+    if pid="$(our_pid)"; then
+        log "running and ready on $HOST:$PORT (pid $pid${what:+, $what})"
+    else
+        log "answering on $HOST:$PORT${what:+ ($what)}; not started by this script"
+    fi
+}
+
+# The status subcommand: 0 answering, 1 our process runs but does not
+# answer (WHY, if given, says what to look at), 3 not running.
+svc_status() {
+    local pid
+    svc_answering && return 0
+    if pid="$(our_pid)"; then
+        log "pid $pid is alive but $HOST:$PORT does not answer${1:+ ($1)}"
+        return 1
+    fi
+    log "not running"
+    return 3
 }
 
 # The subcommands are the do_NAME functions, and restart.
@@ -168,7 +197,11 @@ svc_main() {
     local wait=$1 cmd=${2:-}
     shift $(($# > 1 ? 2 : 1))
     case "$cmd" in
-    start | stop | restart | reset | build) lock_or_die "$LOCK_FILE" "$wait" ;;
+    start | stop | restart | reset | build)
+        mkdir -p "$(dirname "$LOCK_FILE")"
+        exec 9>"$LOCK_FILE" # held for the rest of the script
+        flock -w "$wait" 9 || die "another start/stop holds $LOCK_FILE"
+        ;;
     -h | --help | help) usage && exit 0 ;;
     esac
     if [[ $cmd == restart ]]; then

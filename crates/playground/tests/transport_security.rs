@@ -1,6 +1,6 @@
 //! Transport security to the backends, for real: the servers' broadcasts and
 //! log shipping and the logger's reading over Kafka's SASL_SSL listener
-//! (keystore made with keytool), the logger writing to the search engine
+//! (certificate made with openssl), the logger writing to the search engine
 //! through HTTPS (nginx in front of OpenSearch), both verifying with a CA
 //! option; and every client refusing a server whose certificate another CA
 //! signed, with the reason in its log.

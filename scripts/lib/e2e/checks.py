@@ -1,7 +1,6 @@
 """The checks of scripts/e2e once the load is stopped: load reports, logs, final stop."""
 
 import json
-import os
 import signal
 
 from playlib import Failure, exit_code, http, signal_proc, wait_until
@@ -11,20 +10,17 @@ from .services import PHRASES, lifecycle_logs
 
 
 def final_checks(loads, udp_load, udp_flows, n1, tcp, udp, victim, index):
-    """Stops the loads (TCP and UDP) and checks what they report, then the
-    logs and the final stop of every instance."""
+    """Stops the loads (TCP and UDP) and checks what they report, then the logs and the final stop of every instance."""
     # --- the load's own account ---
     log("stopping the load (SIGINT: it reports what ran)")
-    for p, _ in [*loads.values(), udp_load]:
-        signal_proc(p, signal.SIGINT)
+    for load in [*loads.values(), udp_load]:
+        signal_proc(load.proc, signal.SIGINT)
     reports = {}
-    for name, (p, path) in [*loads.items(), ("udp", udp_load)]:
-        code = exit_code(p, 30)
-        if code != 0 or not os.path.exists(path):
-            verdict(f"load {name}: report", "exit 0 and a JSON report", f"exit {code}", False)
-            continue
-        with open(path) as f:
-            reports[name] = json.load(f)
+    for name, load in [*loads.items(), ("udp", udp_load)]:
+        try:
+            reports[name] = load.finish(30)
+        except Failure as e:
+            verdict(f"load {name}: report", "exit 0 and a JSON report", e, False)
     udp_report = reports.pop("udp", None)
 
     reconnects = sum(r["totals"]["reconnects"] for r in reports.values())

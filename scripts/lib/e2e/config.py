@@ -21,11 +21,8 @@ NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 SIGTERM_TIMEOUT = 3
 RECONNECT_GRACE = 5
 # The load's --settle: broadcasts sent this long before a client's connection
-# ends may still be on their way and are not expected to reach it. Kafka
-# delivers within tens of milliseconds here, but this machine's two cores
-# also run Kafka, OpenSearch and Prometheus, and a stall of most of a second
-# has been seen; the default (1 s) would then report a broadcast in flight
-# as lost.
+# ends are not expected to reach it. Two cores also running Kafka, OpenSearch
+# and Prometheus have stalled for most of a second: the default (1 s) is short.
 SETTLE = "2s"
 
 SHORT = dict(
@@ -40,8 +37,6 @@ FULL = dict(
 BIN = None  # the binary under test
 
 log = progress("e2e", 6)
-
-
 verdict = verdicts(log)
 
 

@@ -1,6 +1,7 @@
 """The tcp/udp instances, the Prometheus that scrapes them, the kernel's
 socket count; probe connections through nginx, one echo straight to a server."""
 
+import contextlib
 import socket
 
 import prom
@@ -34,8 +35,7 @@ class Instance:
 
 
 class Scraper(prom.Prometheus):
-    """Prometheus scraping instances (anything with role, pod and admin),
-    queried by pod."""
+    """Prometheus scraping instances (anything with role, pod and admin), queried by pod."""
 
     def set_targets(self, instances):
         self.targets = {i.pod for i in instances}
@@ -51,25 +51,17 @@ class Scraper(prom.Prometheus):
 
 
 def established(port):
-    """Established TCP sockets whose local port is `port`: what a server
-    really holds, as the kernel sees it."""
+    """Established TCP sockets whose local port is `port`: what a server really holds, as the kernel sees it."""
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    cols = line.split()
-                    if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        count += 1
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            next(f)
+            count += sum(1 for cols in map(str.split, f) if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port)
     return count
 
 
 def await_line(sock, want):
-    """Reads until the line `want` comes (pushed broadcasts may come first);
-    False if the connection ends before. Bounded by the socket's timeout."""
+    """Reads until the line `want` comes (after pushed broadcasts, perhaps); False if the connection ends first."""
     buf = b""
     while True:
         lines = buf.split(b"\n")
@@ -83,8 +75,7 @@ def await_line(sock, want):
 
 
 def open_probes(port, count, tag):
-    """`count` connections through the balancer, each proved served by an
-    echo; returns them still open."""
+    """`count` connections through the balancer, each proved served by an echo; returns them still open."""
     probes = []
     for i in range(count):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)

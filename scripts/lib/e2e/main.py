@@ -32,7 +32,6 @@ def main(doc):
     work = tempfile.mkdtemp(prefix=f"{run_id}-")
     mode = "short" if args.short else "full"
     log(f"run {run_id} ({mode}), work directory {work}")
-    status, index, topics = 1, None, None
     scenario_started = None
     try:
         with failures_as_verdicts(verdict, cfg["timeout"], "E2E_TIMEOUT"):
@@ -40,14 +39,13 @@ def main(doc):
             ensure_services()
             scenario_started = time.monotonic()
             signal.alarm(int(cfg["timeout"]))
-            index, topics = scenario(cfg, work, run_id)
+            scenario(cfg, work, run_id)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the teardown
         stop_all()
         if not args.keep:
-            index = index or f"{run_id}-logs"
-            http("DELETE", f"{OPENSEARCH}/{index}")
+            http("DELETE", f"{OPENSEARCH}/{run_id}-logs")
             if service("kafka", "status", timeout=30)[0] == 0:
                 kafka_topic_tool(["--delete", "--if-exists", "--topic", f"{run_id}-.*"], timeout=60)
         stop_services()

@@ -10,8 +10,7 @@ from .config import NGINX, NGINX_STREAM_MODULE
 
 
 class Nginx:
-    """nginx with the stream module, in front of the tcp and udp instances:
-    its own config, prefix, pid and logs in the temporary directory."""
+    """nginx in front of the tcp and udp instances, its config, prefix, pid and logs in the work directory."""
 
     def __init__(self, work, logdir):
         self.dir = os.path.join(work, "nginx")
@@ -28,7 +27,6 @@ class Nginx:
     def write(self, tcp_backends, udp_backends):
         def servers(ports):
             return "\n".join(f"        server 127.0.0.1:{p};" for p in ports)
-
         conf = f"""# Written by scripts/e2e for one run.
 load_module {NGINX_STREAM_MODULE};
 daemon off;
@@ -74,10 +72,7 @@ stream {{
 """
         with open(self.conf, "w") as f:
             f.write(conf)
-        self.tool("-t")
-
-    def tool(self, *args):
-        return run([*self.argv, *args], timeout=30)
+        run([*self.argv, "-t"], timeout=30)
 
     def start(self, env):
         self.proc = spawn("nginx", self.argv, env, self.logdir)
@@ -92,32 +87,21 @@ stream {{
 
     def workers(self):
         """(serving worker pids, worker pids shutting down) of the master."""
+        out = run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], timeout=10, check=False)[1]
         serving, leaving = [], []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                if ppid != self.proc.pid:
-                    continue
-                with open(f"/proc/{pid}/cmdline") as f:
-                    title = f.read().replace("\0", " ")
-            except (OSError, IndexError, ValueError):
-                continue
+        for pid, title in (line.split(None, 1) for line in out.splitlines() if line.strip()):
             (leaving if "shutting down" in title else serving).append(int(pid))
         return serving, leaving
 
     def reload(self, tcp_backends, udp_backends):
-        """Rewrites the config and reloads; returns once a worker started
-        after the reload serves and the older ones have stopped accepting."""
+        """Rewrites the config and reloads; returns once only workers started after the reload accept."""
         before = set(self.workers()[0])
         self.write(tcp_backends, udp_backends)
-        self.tool("-s", "reload")
+        run([*self.argv, "-s", "reload"], timeout=30)
 
         def new_worker_only():
-            serving, _ = self.workers()
-            return serving and not (set(serving) & before)
+            serving = set(self.workers()[0])
+            return serving and not serving & before
 
         wait_until("nginx reload (a new worker, the old ones shutting down)", 15, new_worker_only, 0.05)
 

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from playlib import Failure, exit_code, poll, signal_proc, spawn, wait_until
+from playlib import Failure, Load, exit_code, poll, service, signal_proc, wait_until
 
 from . import config
 from .checks import final_checks
@@ -12,7 +12,7 @@ from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, N
                      RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT, fmt, log, short, verdict)
 from .instances import Instance, Scraper, echo_once, established, open_probes
 from .nginx import Nginx
-from .services import ensure_tools, kafka_topic_tool
+from .services import ensure_tools
 
 
 def scenario(cfg, work, run_id):
@@ -26,11 +26,9 @@ def scenario(cfg, work, run_id):
     bcast_topic, log_topic = f"{run_id}-broadcasts", f"{run_id}-logs"
     index = f"{run_id}-logs"
     # Topics with the usual three partitions, before any instance looks for them.
-    for topic in (bcast_topic, log_topic):
-        rc, out = kafka_topic_tool(["--create", "--if-not-exists", "--partitions", "3", "--replication-factor",
-                                    "1", "--topic", topic])
-        if rc:
-            raise Failure(f"creating the run's topic {topic} failed:\n{out[-800:]}")
+    rc, out = service("kafka", "topics", bcast_topic, log_topic)
+    if rc:
+        raise Failure(f"creating the run's topics failed:\n{out[-800:]}")
 
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("MEMCACHED_", "KAFKA_", "ELASTICSEARCH_", "PLAYGROUND_", "RUST_LOG"))}
@@ -74,23 +72,15 @@ def scenario(cfg, work, run_id):
     # a reply that is really missing does (latency is the benchmarks' job).
     common = ["--conn-interval", cfg["conn_interval"], "--msg-interval", "250ms", "--alive", "3600",
               "--duration", str(limit), "--read-timeout", "10s", "--reconnect-delay", "1s", "--settle", SETTLE,
-              "--threads", "1", "--progress", "plain", "--progress-interval", "5s"]
-    loads = {}
-    for name, n, extra in (
-            ("broadcast", cfg["broadcast_clients"], ["--scenario", "broadcast", "--broadcasters",
-                                                     str(cfg["broadcasters"])]),
-            ("cache", cfg["cache_clients"], ["--scenario", "cache"])):
-        report = os.path.join(work, f"load-{name}.json")
-        p = spawn(f"load-{name}", [config.BIN, "load", "tcp", str(n), "127.0.0.1", str(nginx.tcp_port), *extra,
-                                   *common, "--json", report], base, logdir)
-        loads[name] = (p, report)
-
-    udp_load = (spawn("load-udp", [config.BIN, "load", "udp", str(cfg["udp_flows"]), "127.0.0.1",
-                                   str(nginx.udp_port), "--conn-interval", "10ms", "--msg-interval",
-                                   f"{cfg['udp_interval'] * 1000:.0f}ms", "--alive", "3600", "--duration", str(limit),
-                                   "--read-timeout", "10s", "--progress", "off", "--json",
-                                   os.path.join(work, "load-udp.json")], base, logdir),
-                os.path.join(work, "load-udp.json"))
+              "--threads", "1", "--progress-interval", "5s"]
+    loads = {name: Load(["tcp", str(n), "127.0.0.1", str(nginx.tcp_port), *extra, *common], config.BIN, base, logdir,
+                        f"load-{name}", "plain")
+             for name, n, extra in (("broadcast", cfg["broadcast_clients"],
+                                     ["--scenario", "broadcast", "--broadcasters", str(cfg["broadcasters"])]),
+                                    ("cache", cfg["cache_clients"], ["--scenario", "cache"]))}
+    udp_load = Load(["udp", str(cfg["udp_flows"]), "127.0.0.1", str(nginx.udp_port), "--conn-interval", "10ms",
+                     "--msg-interval", f"{cfg['udp_interval'] * 1000:.0f}ms", "--alive", "3600", "--duration", str(limit),
+                     "--read-timeout", "10s"], config.BIN, base, logdir, "load-udp")
 
     def reload_nginx():
         """nginx loses the replies of the UDP sessions its old worker still
@@ -98,17 +88,17 @@ def scenario(cfg, work, run_id):
         replies go out through): the UDP load is held (SIGSTOP) from before
         the reload, once the replies in flight are back, to after it. A
         Kubernetes Service or Envoy changes endpoints without that loss."""
-        signal_proc(udp_load[0], signal.SIGSTOP)
+        signal_proc(udp_load.proc, signal.SIGSTOP)
         time.sleep(0.5)
         try:
             nginx.reload([i.port for i in tcp.values()], [i.port for i in udp.values()])
         finally:
-            signal_proc(udp_load[0], signal.SIGCONT)
+            signal_proc(udp_load.proc, signal.SIGCONT)
 
     def all_connected():
-        for name, (p, _) in loads.items():
-            if p.poll() is not None:
-                raise Failure(f"load {name} exited with {p.returncode}")
+        for name, load in loads.items():
+            if load.proc.poll() is not None:
+                raise Failure(f"load {name} exited with {load.proc.returncode}")
         held = {i.pod: i.connections() for i in tcp.values()}
         return held if sum(held.values()) == clients else None
 
@@ -203,4 +193,3 @@ def scenario(cfg, work, run_id):
     time.sleep(cfg["hold_scaled_in"])  # the load runs on the two left; checked below
 
     final_checks(loads, udp_load, cfg["udp_flows"], n1, tcp, udp, victim, index)
-    return index, (bcast_topic, log_topic)

@@ -1,8 +1,8 @@
 """nginx and prometheus packages, scripts/services, the run's topics, lifecycle logs."""
 
+import concurrent.futures
 import json
 import os
-import threading
 
 from playlib import CACHE, STATE, Failure, apt_install, http, run, service
 from prom import PROMETHEUS
@@ -12,7 +12,8 @@ from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, v
 
 def ensure_tools():
     missing = [package for package, path in (("nginx", NGINX), ("libnginx-mod-stream", NGINX_STREAM_MODULE),
-                                             ("prometheus", PROMETHEUS)) if not os.path.exists(path)]
+                                             ("prometheus", PROMETHEUS), ("procps", "/usr/bin/ps"))
+               if not os.path.exists(path)]
     if missing:
         log(f"installing {' '.join(missing)}")
         apt_install(missing)
@@ -23,26 +24,19 @@ STARTED_SERVICES = []  # started by this run, stopped at its end
 
 
 def ensure_services():
-    """Starts memcached, Kafka and OpenSearch unless they already answer.
-    Starts run in parallel: Kafka and OpenSearch take a while."""
-    errors = {}
-
+    """Starts memcached, Kafka and OpenSearch (in parallel) unless they already answer."""
     def start(name):
         if service(name, "status", timeout=60)[0] == 0:
             log(f"{name}: already running, left as it is")
-            return
+            return None
         STARTED_SERVICES.append(name)
         log(f"{name}: starting")
         rc, out = service(name, "start", timeout=600)
-        if rc != 0:
-            errors[name] = out[-1500:]
+        return out[-1500:] if rc else None
 
-    threads = [threading.Thread(target=start, args=(n,), daemon=True)
-               for n in ("memcached", "kafka", "opensearch")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    names = ("memcached", "kafka", "opensearch")
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        errors = {name: out for name, out in zip(names, pool.map(start, names), strict=True) if out}
     verdict("services: memcached, Kafka, OpenSearch", "answering",
             "failed: " + ", ".join(errors) if errors else
             "started " + (", ".join(STARTED_SERVICES) or "none") + "; the rest were running",
