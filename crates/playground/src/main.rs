@@ -15,13 +15,9 @@ fn main() -> std::process::ExitCode {
     let runtimes = match &cli.command {
         Command::Load(args) => playground_load::runtime(args).map(Runtimes::single),
         Command::Logger(_) | Command::Scale(_) => Runtimes::build(RuntimeMode::Multi, 1),
-        // Per role, the runtime that measured faster (docs/performance.md).
-        Command::Tcp(TcpArgs { common, .. }) => {
-            Runtimes::build(common.runtime.unwrap_or(RuntimeMode::PerCore), Runtimes::cores())
-        }
-        Command::Udp(UdpArgs { common, .. }) | Command::Serve(ServeArgs { common, .. }) => {
-            Runtimes::build(common.runtime.unwrap_or(RuntimeMode::Multi), Runtimes::cores())
-        }
+        Command::Tcp(TcpArgs { common, .. })
+        | Command::Udp(UdpArgs { common, .. })
+        | Command::Serve(ServeArgs { common, .. }) => Runtimes::build(common.runtime, Runtimes::cores()),
     };
     let runtimes = match runtimes {
         Ok(rt) => rt,

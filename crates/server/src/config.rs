@@ -226,12 +226,12 @@ pub struct CommonOptions {
     /// Seconds to keep serving after SIGTERM/SIGINT before clients are told to reconnect.
     #[arg(long, env = "SIGTERM_TIMEOUT", default_value = "20", value_parser = parse_duration)]
     pub sigterm_timeout: Duration,
-    /// Scheduling: `per-core` (one current-thread runtime per core, each
-    /// with its own listener on the shared port) or `multi` (one multi-thread
-    /// runtime). Default: `per-core` for `tcp`, `multi` for `udp` and
-    /// `serve` (the faster of the two for each, measured: docs/performance.md).
-    #[arg(long, env = "RUNTIME", value_enum)]
-    pub runtime: Option<RuntimeMode>,
+    /// Scheduling: `multi` (one multi-thread runtime) or `per-core` (one
+    /// current-thread runtime per core, each with its own listener on the
+    /// shared port; faster TCP echo, but no work stealing: see
+    /// docs/performance.md before choosing it).
+    #[arg(long, env = "RUNTIME", value_enum, default_value_t = RuntimeMode::Multi)]
+    pub runtime: RuntimeMode,
     #[command(flatten)]
     pub backends: BackendOptions,
 }

@@ -1,11 +1,12 @@
 //! The servers' tokio runtimes (RUNTIME):
 //!
-//! - `per-core` (the default of `tcp`): one current-thread runtime per core, each on
-//!   its own thread with its own TCP listener and UDP sockets on the shared
-//!   port (SO_REUSEPORT), so the kernel spreads clients over cores and a
-//!   connection's task never leaves the core that accepted it.
-//! - `multi` (the default of `udp` and `serve`): one multi-thread runtime;
-//!   tasks move between worker threads as tokio balances them.
+//! - `multi` (the default): one multi-thread runtime; tasks move between
+//!   worker threads as tokio balances them.
+//! - `per-core`: one current-thread runtime per core, each on its own thread
+//!   with its own TCP listener and UDP sockets on the shared port
+//!   (SO_REUSEPORT), so the kernel spreads clients over cores and a
+//!   connection's task never leaves the core that accepted it (nor can it
+//!   move when that core is busy).
 //!
 //! Either way there is one executor, one bus and one fan-out: a broadcast
 //! reaches connections on every runtime (tokio's channels and wakers work
