@@ -213,6 +213,9 @@ fn metrics_are_exported_in_prometheus_format() {
         "playground_bytes_received_total{transport=\"tcp\"} ",
         "playground_bytes_sent_total{transport=\"tcp\"} ",
         "playground_ready 1",
+        // HELP lines come from deploy/metrics.txt.
+        "# HELP playground_tcp_connections TCP client connections currently established\n",
+        "# HELP playground_ready 1 while the instance takes new traffic, 0 once it drains\n",
     ] {
         assert!(body.contains(name), "missing {name} in\n{body}");
     }
