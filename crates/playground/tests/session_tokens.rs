@@ -2,6 +2,8 @@
 //! a token is checked without the cache on the connection that logged in,
 //! through memcached everywhere else, and never outlives memcached's entry.
 //! `playground_token_checks_total{source}` tells which way each check went.
+//! The requests of many clients share one memcached connection, and every
+//! reply reaches its own request.
 //!
 //! Needs PLAYGROUND_MEMCACHED (host:port); without it the tests say so and
 //! pass, unless PLAYGROUND_REQUIRE_SERVICES is set.
@@ -109,4 +111,37 @@ fn a_token_is_refused_once_memcached_no_longer_holds_it() {
     // A new login works as before.
     let t2 = c.login();
     assert_eq!(c.ask(&format!("mcget:{t2}:nothing")), "error: finding key nothing");
+}
+
+#[test]
+fn many_clients_share_one_memcached_connection_and_each_gets_its_own_reply() {
+    let Some(mc) = memcached() else { return };
+    let s = server(&mc, &[("MEMCACHED_POOL_SIZE", "1")]);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    std::thread::scope(|scope| {
+        for client in 0..16 {
+            let (s, run) = (&s, &run);
+            scope.spawn(move || {
+                let mut c = s.connect();
+                let t = c.login();
+                let keys: Vec<String> = (0..50).map(|i| format!("pipe-{run}-{client}-{i}")).collect();
+                // Every line in one write, so many requests are in flight at once.
+                let sets: String = keys.iter().map(|k| format!("mcset:{t}:{k}:value of {k}\n")).collect();
+                c.send_raw(sets.as_bytes());
+                for k in &keys {
+                    assert_eq!(c.read_line().unwrap(), "success", "mcset of {k}");
+                }
+                let gets: String = keys.iter().map(|k| format!("mcget:{t}:{k}\nmcget:{t}:{k}-missing\n")).collect();
+                c.send_raw(gets.as_bytes());
+                for k in &keys {
+                    assert_eq!(c.read_line().unwrap(), format!("value of {k}"));
+                    assert_eq!(c.read_line().unwrap(), format!("error: finding key {k}-missing"));
+                }
+            });
+        }
+    });
+    // Stored as the original's client stores values (flags 0), so it reads them too.
+    let key = format!("pipe-{run}-0-0");
+    let expected = format!("VALUE c-{key} 0 {}\r\nvalue of {key}\r\nEND\r\n", "value of ".len() + key.len());
+    assert_eq!(memcached_raw(&mc, &format!("get c-{key}\r\n")), expected);
 }

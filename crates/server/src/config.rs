@@ -272,9 +272,14 @@ pub struct MemcachedOptions {
     /// memcached port.
     #[arg(long, env = "MEMCACHED_PORT", default_value_t = 11211)]
     pub memcached_port: u16,
-    /// Connections kept open to each memcached node.
+    /// Connections kept open to each memcached node, used in turn; each
+    /// carries many requests at once (pipelined).
     #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memcached_pool_size: u32,
+    /// Requests queued or waiting for their reply on one memcached connection;
+    /// more wait for room (within MEMCACHED_TIMEOUT).
+    #[arg(long, env = "MEMCACHED_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub memcached_max_in_flight: u32,
     /// Time limit for one memcached operation (connecting included).
     #[arg(long, env = "MEMCACHED_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub memcached_timeout: Duration,

@@ -52,6 +52,11 @@ impl CacheKey {
         &self.0
     }
 
+    /// The key's bytes, shared.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
     /// The key as text (always ASCII).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
