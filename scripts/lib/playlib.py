@@ -237,10 +237,13 @@ def wait_http(url, seconds, what, proc=None):
     wait_until(f"{what} answering {url}", seconds, answers, 0.1)
 
 
-def wait_port(port, seconds=30):
-    """Waits until something accepts TCP connections on the loopback port."""
-    wait_until(f"a listener on {port}", seconds,
+def start_echo(name, argv):
+    """A reference TCP echo server, `argv` and a free loopback port, once it accepts connections: (process, port)."""
+    port = free_port()
+    proc = spawn(name, [*argv, str(port)])
+    wait_until(f"{name} listening on {port}", 30,
                lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 0.05)
+    return proc, port
 
 
 SAMPLE = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
