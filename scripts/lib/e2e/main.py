@@ -16,9 +16,9 @@ from .services import ensure_services, kafka_topic_tool, stop_services
 
 
 def main(doc):
-    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
-    parser.add_argument("--short", action="store_true", help="fewer clients, shorter phases (scripts/test)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="fewer clients, shorter phases (the form scripts/test runs)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, reports)")
     args = parser.parse_args()
     cfg = dict(SHORT if args.short else FULL)
     cfg["timeout"] = float(os.environ.get("E2E_TIMEOUT", cfg["timeout"]))
