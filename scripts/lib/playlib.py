@@ -249,25 +249,22 @@ def start_echo(name, argv):
 SAMPLE = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
-def parse_metrics(text):
-    """The one parser of the Prometheus text format: ({name: [(labels, value)]},
-    {name: TYPE}), labels as the raw `{...}` text ('' when none)."""
-    samples, types = {}, {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, typ = line.split()[:4]
-            types[name] = typ
-        elif line and not line.startswith("#"):
-            m = SAMPLE.match(line)
-            if m:
-                samples.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(3))))
-    return samples, types
+def scrape(admin):
+    """The one parser of the Prometheus text format: the samples of an admin
+    port's /metrics, {name: [(labels, value)]}, labels as the raw `{...}` text
+    ('' when none)."""
+    samples = {}
+    for line in http("GET", f"http://127.0.0.1:{admin}/metrics")[1].splitlines():
+        m = None if line.startswith("#") else SAMPLE.match(line)
+        if m:
+            samples.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(3))))
+    return samples
 
 
 def metric(admin, name):
     """Sum of a metric's samples on an admin port's /metrics (None if absent or down)."""
     try:
-        found = parse_metrics(http("GET", f"http://127.0.0.1:{admin}/metrics")[1])[0].get(name)
+        found = scrape(admin).get(name)
     except OSError:
         return None
     return sum(v for _, v in found) if found else None
@@ -278,7 +275,7 @@ def histogram_summary(admins, name, q=0.99):
     summed over the /metrics of the admin ports, in its unit; None without samples."""
     buckets, count, total = {}, 0.0, 0.0
     for admin in admins:
-        samples = parse_metrics(http("GET", f"http://127.0.0.1:{admin}/metrics")[1])[0]
+        samples = scrape(admin)
         count += sum(v for _, v in samples.get(f"{name}_count", []))
         total += sum(v for _, v in samples.get(f"{name}_sum", []))
         for labels, v in samples.get(f"{name}_bucket", []):
