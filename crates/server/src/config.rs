@@ -273,8 +273,9 @@ pub struct MemcachedOptions {
     #[arg(long, env = "MEMCACHED_PORT", default_value_t = 11211)]
     pub memcached_port: u16,
     /// Connections kept open to each memcached node, used in turn; each
-    /// carries many requests at once (pipelined).
-    #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// carries many requests at once (pipelined), so a few are enough and
+    /// fewer make larger batches.
+    #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memcached_pool_size: u32,
     /// Requests queued or waiting for their reply on one memcached connection;
     /// more wait for room (within MEMCACHED_TIMEOUT).

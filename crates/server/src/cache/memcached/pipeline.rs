@@ -132,6 +132,17 @@ async fn write_loop(
     let mut sink = FramedWrite::new(write, Codec);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Let the tasks that are ready run first: the commands of other
+        // clients they carry join this write. Without it, the writer woke for
+        // nearly every request (1.5 requests per write in `perf stat`), and
+        // the server did about 30 % fewer cache commands per second under
+        // load (docs/performance.md).
+        if batch.len() < MAX_BATCH {
+            tokio::task::yield_now().await;
+            while let (true, Ok(q)) = (batch.len() < MAX_BATCH, queued.try_recv()) {
+                batch.push(q);
+            }
+        }
         for Queued { request, answer } in batch.drain(..) {
             let get = match &request {
                 Request::Get(key) => Some(key.clone()),
