@@ -56,8 +56,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` within `limit`; at most `in_flight` requests are
-    /// queued or waiting for a reply (more wait for room).
+    /// Connects to `addr` within `limit`; at most `in_flight` requests queue
+    /// to be written and as many wait for their reply (more wait for room).
     pub async fn open(addr: SocketAddr, limit: Duration, in_flight: usize) -> Result<Connection, CacheError> {
         let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
