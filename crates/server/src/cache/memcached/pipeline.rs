@@ -12,17 +12,15 @@
 //! reply to the wrong request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::{AbortHandle, Abortable};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::codec::{Codec, ProtocolError, Reply, Request};
@@ -49,10 +47,23 @@ struct Waiting {
 /// A pipelined connection; it closes when the last handle is dropped.
 pub struct Connection {
     requests: mpsc::Sender<Queued>,
-    /// Stops both halves.
-    closed: CancellationToken,
-    /// Set with `closed`: read on every use, where the token would take a lock.
-    gone: Arc<AtomicBool>,
+    halves: Halves,
+}
+
+/// Stops the writer and the reader of a connection. Abort handles rather
+/// than a cancellation token: whether a connection is closed is asked on
+/// every request, and a token takes a lock to answer (seen in `perf`).
+#[derive(Clone)]
+struct Halves([AbortHandle; 2]);
+
+impl Halves {
+    fn close(&self) {
+        self.0.iter().for_each(AbortHandle::abort);
+    }
+
+    fn closed(&self) -> bool {
+        self.0[0].is_aborted()
+    }
 }
 
 impl Connection {
@@ -69,11 +80,11 @@ impl Connection {
         let (read, write) = stream.into_split();
         let (requests, queued) = mpsc::channel(in_flight.max(1));
         let (waiting_tx, waiting_rx) = mpsc::channel(in_flight.max(1));
-        let (closed, gone) = (CancellationToken::new(), Arc::new(AtomicBool::new(false)));
-        let end = || (closed.clone(), gone.clone(), addr);
-        tokio::spawn(until_closed(end(), write_loop(queued, waiting_tx, write)));
-        tokio::spawn(until_closed(end(), read_loop(read, waiting_rx)));
-        Ok(Connection { requests, closed, gone })
+        let ((writer, w), (reader, r)) = (AbortHandle::new_pair(), AbortHandle::new_pair());
+        let halves = Halves([writer, reader]);
+        tokio::spawn(run_half(halves.clone(), addr, Abortable::new(write_loop(queued, waiting_tx, write), w)));
+        tokio::spawn(run_half(halves.clone(), addr, Abortable::new(read_loop(read, waiting_rx), r)));
+        Ok(Connection { requests, halves })
     }
 
     /// Sends `request` and waits for its reply (the caller bounds the wait).
@@ -86,14 +97,13 @@ impl Connection {
 
     /// Closes the connection: every request on it fails now.
     pub fn close(&self) {
-        self.gone.store(true, Ordering::Relaxed);
-        self.closed.cancel();
+        self.halves.close();
     }
 
     /// Whether the connection is closed (by [`Connection::close`], an error
     /// or memcached).
     pub fn is_closed(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+        self.halves.closed()
     }
 }
 
@@ -105,20 +115,11 @@ impl Drop for Connection {
 
 /// Runs one half of a connection until it ends or the connection closes,
 /// then closes the connection for the other half.
-async fn until_closed(
-    (closed, gone, addr): (CancellationToken, Arc<AtomicBool>, SocketAddr),
-    half: impl Future<Output = Result<(), ProtocolError>>,
-) {
-    tokio::select! {
-        _ = closed.cancelled() => {}
-        result = half => {
-            if let Err(e) = result {
-                debug!(%addr, error = %e, "memcached connection closed");
-            }
-        }
+async fn run_half(halves: Halves, addr: SocketAddr, half: Abortable<impl Future<Output = Result<(), ProtocolError>>>) {
+    if let Ok(Err(e)) = half.await {
+        debug!(%addr, error = %e, "memcached connection closed");
     }
-    gone.store(true, Ordering::Relaxed);
-    closed.cancel();
+    halves.close();
 }
 
 /// Writes every queued request, in order, one flush per batch. A request's
