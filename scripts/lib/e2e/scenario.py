@@ -192,4 +192,4 @@ def scenario(cfg, work, run_id):
 
     time.sleep(cfg["hold_scaled_in"])  # the load runs on the two left; checked below
 
-    final_checks(loads, udp_load, cfg["udp_flows"], n1, tcp, udp, victim, index)
+    final_checks(loads, udp_load, cfg["udp_flows"], n1, tcp, udp)

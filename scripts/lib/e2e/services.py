@@ -1,13 +1,12 @@
-"""nginx and prometheus packages, scripts/services, the run's topics, lifecycle logs."""
+"""nginx and prometheus packages, scripts/services, Kafka's topic tool."""
 
 import concurrent.futures
-import json
 import os
 
-from playlib import CACHE, STATE, Failure, apt_install, http, run, service
+from playlib import CACHE, STATE, Failure, apt_install, run, service
 from prom import PROMETHEUS
 
-from .config import ALIAS, KAFKA, NGINX, NGINX_STREAM_MODULE, OPENSEARCH, log, verdict
+from .config import KAFKA, NGINX, NGINX_STREAM_MODULE, log, verdict
 
 
 def ensure_tools():
@@ -60,21 +59,3 @@ def kafka_topic_tool(args, timeout=120):
     props = os.path.join(STATE, "kafka", "client.properties")
     return run(["java", "-cp", lib, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", KAFKA,
                 "--command-config", props, *args], timeout=timeout, check=False)
-
-
-PHRASES = ("Listening", "Shutting down", "Shutdown complete")
-
-
-def lifecycle_logs(pods):
-    """{pod: {phrase: count}} of the lifecycle lines found through the alias."""
-    body = {"size": 0, "query": {"terms": {"pod": pods}}, "aggs": {"pods": {
-        "terms": {"field": "pod", "size": len(pods) + 5},
-        "aggs": {"what": {"filters": {"filters": {p: {"match_phrase": {"text": p}} for p in PHRASES}}}}}}}
-    http("POST", f"{OPENSEARCH}/{ALIAS}/_refresh")
-    status, text = http("POST", f"{OPENSEARCH}/{ALIAS}/_search", body)
-    if status != 200:
-        raise ValueError(f"search through {ALIAS}: HTTP {status} {text[:300]}")
-    found = {p: dict.fromkeys(PHRASES, 0) for p in pods}
-    for b in json.loads(text)["aggregations"]["pods"]["buckets"]:
-        found[b["key"]] = {p: v["doc_count"] for p, v in b["what"]["buckets"].items()}
-    return found
