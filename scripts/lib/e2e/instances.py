@@ -1,5 +1,5 @@
 """The tcp/udp instances, the Prometheus that scrapes them, the kernel's
-socket count; probe connections through nginx, one echo straight to a server."""
+socket count; probe connections through nginx."""
 
 import contextlib
 import socket
@@ -86,13 +86,3 @@ def open_probes(port, count, tag):
             raise Failure(f"probe {i} was closed before its echo")
     return probes
 
-
-def echo_once(port, text):
-    """One connection straight to a server: whether it echoes `text`."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.settimeout(5)
-            s.sendall(f"msg:{text}\n".encode())
-            return await_line(s, text.encode())
-    except OSError:
-        return False

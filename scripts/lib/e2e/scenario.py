@@ -10,7 +10,7 @@ from . import config
 from .checks import final_checks
 from .config import (ALIAS, KAFKA, KAFKA_PASSWORD, KAFKA_USER, MEMCACHED_PORT, NAMESPACE, OPENSEARCH,
                      RECONNECT_GRACE, SETTLE, SIGTERM_TIMEOUT, fmt, log, short, verdict)
-from .instances import Instance, Scraper, echo_once, established, open_probes
+from .instances import Instance, Scraper, established, open_probes
 from .nginx import Nginx
 from .services import ensure_tools
 
@@ -162,14 +162,9 @@ def scenario(cfg, work, run_id):
     log(f"scale in: SIGTERM to tcp-1, which holds {n1} load clients")
     sigterm_at = time.monotonic()
     victim.proc.send_signal(signal.SIGTERM)
+    # That /readyz turns 503 at once while the server still answers old and
+    # new clients is tcp_server.rs sigterm_drains_then_sends_reconnect_and_exits_zero.
     wait_until("tcp-1 /readyz 503", SIGTERM_TIMEOUT, lambda: victim.get("/readyz")[0] == 503, 0.02)
-    not_ready_after = time.monotonic() - sigterm_at
-    still_serving = echo_once(victim.port, f"draining-{run_id}") and victim.proc.poll() is None
-    served_within = time.monotonic() - sigterm_at
-    verdict("scale in: tcp-1 /readyz after SIGTERM", f"503 before SIGTERM_TIMEOUT ({SIGTERM_TIMEOUT} s)",
-            f"503 after {not_ready_after * 1000:.0f} ms", True)
-    verdict("scale in: tcp-1 still serves while draining", "echo answered",
-            f"{'answered' if still_serving else 'not answered'} {served_within:.1f} s after SIGTERM", still_serving)
 
     # Kubernetes takes a pod that is not ready out of the endpoints.
     del tcp[1]
