@@ -490,12 +490,8 @@ def write_section(name, markdown):
     path = os.path.join(ROOT, "BENCHMARKS.md")
     start_m, end_m = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start_m}\n{markdown.rstrip()}\n{end_m}"
-    text = ("# Benchmarks\n\nEvery figure is measured next to a reference or ceiling run in the same "
-            "session on the same machine; ratios are what count on shared, noisy machines. "
-            "`scripts/bench` reruns everything and rewrites the sections below.\n")
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
+    with open(path) as f:  # tracked: its introduction is kept as it is
+        text = f.read()
     if start_m in text:
         text = re.sub(re.escape(start_m) + r".*?" + re.escape(end_m), lambda _: block, text, flags=re.S)
     else:
