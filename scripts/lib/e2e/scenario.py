@@ -160,20 +160,17 @@ def scenario(cfg, work, run_id):
     n1 = wait_until("tcp-1's connection count settled", 10,
                     lambda: (lambda c: (c,) if c == established(victim.port) else None)(victim.connections()))[0]
     log(f"scale in: SIGTERM to tcp-1, which holds {n1} load clients")
-    sigterm_at = time.monotonic()
     victim.proc.send_signal(signal.SIGTERM)
     # That /readyz turns 503 at once while the server still answers old and
-    # new clients is tcp_server.rs sigterm_drains_then_sends_reconnect_and_exits_zero.
+    # new clients, then sends reconnect and exits 0, is tcp_server.rs
+    # sigterm_drains_then_sends_reconnect_and_exits_zero.
     wait_until("tcp-1 /readyz 503", SIGTERM_TIMEOUT, lambda: victim.get("/readyz")[0] == 503, 0.02)
 
     # Kubernetes takes a pod that is not ready out of the endpoints.
     del tcp[1]
     reload_nginx()
     log("tcp-1 out of nginx; waiting for it to send reconnect and exit")
-    code = exit_code(victim.proc, SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
-    took = time.monotonic() - sigterm_at
-    verdict("scale in: tcp-1 exits after SIGTERM_TIMEOUT", f"exit 0, >= {SIGTERM_TIMEOUT} s",
-            f"exit {code} after {took:.1f} s", code == 0 and took >= SIGTERM_TIMEOUT)
+    exit_code(victim.proc, SIGTERM_TIMEOUT + RECONNECT_GRACE + 15)
     scraped.remove(victim)
     prom.set_targets(scraped)
 
