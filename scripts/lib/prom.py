@@ -29,11 +29,10 @@ class Prometheus:
     """Its own config, storage and port in <work>/prometheus; the targets
     file can be rewritten while it runs, as instances come and go."""
 
-    def __init__(self, work, logdir, binary=PROMETHEUS):
+    def __init__(self, work, logdir):
         self.dir = os.path.join(work, "prometheus")
         os.makedirs(os.path.join(self.dir, "data"))
         shutil.copy(PROM_CONFIG, os.path.join(self.dir, "prometheus.yml"))
-        self.binary = binary
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.logdir = logdir
@@ -48,7 +47,7 @@ class Prometheus:
     def start(self, seconds):
         """Starts it; returns once /-/ready answers, at most `seconds`."""
         self.proc = spawn("prometheus", [
-            self.binary, f"--config.file={self.dir}/prometheus.yml", f"--storage.tsdb.path={self.dir}/data",
+            PROMETHEUS, f"--config.file={self.dir}/prometheus.yml", f"--storage.tsdb.path={self.dir}/data",
             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
             "--log.level=warn"], dict(os.environ), self.logdir)
         wait_http(f"{self.base}/-/ready", seconds, "prometheus", self.proc)
