@@ -176,17 +176,13 @@ def trap_signals(interrupt=False):
 def free_port(udp_too=False):
     """A loopback port that is free (for UDP too when asked)."""
     for _ in range(100):
-        with socket.socket() as s:
+        with socket.socket() as s, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if not udp_too:
-            return port
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
+            with contextlib.suppress(OSError):  # taken for UDP: another one
+                if udp_too:
+                    u.bind(("127.0.0.1", port))
                 return port
-            except OSError:
-                continue
     raise Failure("no free loopback port")
 
 
