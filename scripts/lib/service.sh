@@ -108,12 +108,6 @@ stop_pid() {
     wait_while 5 kill -0 "$1" 2>/dev/null
 }
 
-any_port_open() {
-    local p
-    for p in "$@"; do port_open "$p" && return 0; done
-    return 1
-}
-
 rotate_log() { [[ ! -f $1 ]] || mv -f "$1" "$1.1"; }
 
 # Waits up to SECONDS until probe succeeds while PID runs; else stops it,
@@ -155,7 +149,9 @@ svc_stop() {
     fi
     log "stopping pid $pid (SIGTERM, up to ${seconds}s)"
     stop_pid "$pid" "$seconds" || die "could not stop pid $pid"
-    wait_while 5 any_port_open "$@" || die "pid $pid stopped, but a port of $* is still open"
+    for p in "$@"; do
+        wait_while 5 port_open "$p" || die "pid $pid stopped, but $HOST:$p is still open"
+    done
     rm -f "$PID_FILE"
     log "stopped"
 }
