@@ -446,8 +446,7 @@ def conclude(verdict, name, title, work, keep):
     rows = [("check", "expected", "observed", "ok")] + [
         (c, e, o, "SKIP" if k is None else "ok" if k else "FAIL") for c, e, o, k in results]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
-    print()
-    print(title)
+    print(f"\n{title}")
     for i, r in enumerate(rows):
         print("  " + "  ".join(r[j].ljust(widths[j]) for j in range(3)) + "  " + r[3])
         if i == 0:
