@@ -18,9 +18,7 @@ die() {
 need_numbers() {
     local v
     for v in "$@"; do
-        case "${!v}" in
-        '' | *[!0-9]*) die "$v must be a number, got '${!v}'" ;;
-        esac
+        [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
     done
 }
 
