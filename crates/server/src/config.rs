@@ -167,9 +167,13 @@ pub enum FramingMode {
 #[derive(Debug, Clone, Args)]
 pub struct UdpOptions {
     /// Sockets bound to the UDP port with SO_REUSEPORT, each with its own
-    /// receive loop, so the kernel spreads datagrams over cores; 0 means one
-    /// per CPU core.
-    #[arg(long, env = "UDP_SOCKETS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    /// receive loop and its share of the workers; 0 means one per CPU core.
+    /// One by default: the kernel hashes flows over the sockets unevenly and
+    /// one socket's workers cannot help another's, which doubled the p99
+    /// latency at 64 flows (BENCHMARKS.md). More spread receiving over cores
+    /// when one receive loop is the limit. RUNTIME=per-core uses at least one
+    /// per runtime.
+    #[arg(long, env = "UDP_SOCKETS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub udp_sockets: u32,
     /// Commands handled at once; a command that waits for the cache keeps its
     /// worker busy until it is answered.
@@ -362,7 +366,7 @@ mod tests {
         assert_eq!(args.port, 50000);
         assert_eq!(args.buff_size, 512);
         assert_eq!(args.udp.workers, 64);
-        assert_eq!(args.udp.udp_sockets, 0);
+        assert_eq!(args.udp.udp_sockets, 1);
         assert_eq!(args.udp.udp_batch, 32);
         assert!(!args.udp.udp_check_ip);
         for (flag, want) in

@@ -155,7 +155,9 @@ async fn run(
         }
         reconnect_grace = opts.reconnect_grace;
     }
-    if let Some(config) = udp {
+    if let Some(mut config) = udp {
+        // A runtime without a socket of its own would do no UDP work.
+        config.sockets = config.sockets.max(spread.handles().len()).min(config.workers);
         let sockets = udp::bind(&config, &spread)?;
         udp::serve(sockets, &config, &executors, lifecycle.clone(), &spread);
         if tcp.is_none() {

@@ -1,8 +1,7 @@
-//! Binding the UDP port and starting the receive loops. Several sockets share
-//! the port through SO_REUSEPORT (one per core by default): the kernel hashes
-//! each client's address to one socket, so every core receives on its own
-//! socket without contending with the others, and one client's datagrams stay
-//! in order.
+//! Binding the UDP port and starting the receive loops. UDP_SOCKETS sockets
+//! (one by default) share the port through SO_REUSEPORT: the kernel hashes
+//! each client's address to one socket, so each socket receives without
+//! contending with the others, and one client's datagrams stay in order.
 
 use std::io;
 use std::net::SocketAddr;
