@@ -34,14 +34,11 @@ use tokio_util::codec::FramedRead;
 use tracing::debug;
 
 use super::Shared;
-use super::codec::{FramingCodec, Input};
+use super::codec::{FramingCodec, Input, READ_BUFFER};
 use super::limits::{Buckets, Limit};
 use crate::bus::{Delivery, Pushed};
 use crate::executor::{Peer, Session, Transport};
 
-/// Initial read buffer per connection; it grows only for long lines, so idle
-/// connections stay cheap.
-const READ_BUFFER: usize = 128;
 /// Replies to pipelined commands are gathered up to this size per write.
 const MAX_BATCH: usize = 64 * 1024;
 
