@@ -175,6 +175,33 @@ fn a_client_that_pipelines_broadcasts_gets_them_all_and_stays_connected() {
 }
 
 #[test]
+fn listeners_get_a_burst_of_broadcasts_whole_in_order_and_counted() {
+    // Broadcasts that arrive together are pushed to a listening connection
+    // in one write: every line must still arrive whole, once, in order.
+    let server = Server::start("serve", &[("CLIENT_QUEUE", "1024")]);
+    let mut listeners: Vec<_> = (0..3).map(|_| server.connect()).collect();
+    for l in &mut listeners[1..] {
+        assert_eq!(l.ask("msg:a line client"), "a line client");
+    }
+    let mut sender = server.connect();
+    let t = sender.login();
+    let count = 500;
+    let batch: String = (0..count).map(|i| format!("brd:{t}:burst {i}\n")).collect();
+    sender.send_raw(batch.as_bytes());
+    for (n, l) in listeners.iter_mut().enumerate() {
+        for i in 0..count {
+            assert_eq!(l.read_line().as_deref(), Some(format!("burst {i}").as_str()), "listener {n}, broadcast {i}");
+        }
+        assert_eq!(l.ask("msg:after"), "after");
+    }
+    // The sender gets its own copies too (a `brd` that succeeds has no reply).
+    for i in 0..count {
+        assert_eq!(sender.read_line().as_deref(), Some(format!("burst {i}").as_str()), "sender, broadcast {i}");
+    }
+    assert_eq!(server.metric("playground_broadcasts_delivered_total"), Some(f64::from(4 * count)));
+}
+
+#[test]
 fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
     let mut server = Server::start("serve", &[("SIGTERM_TIMEOUT", "2"), ("RECONNECT_GRACE", "2s")]);
     let mut c = server.connect();

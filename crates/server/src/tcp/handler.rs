@@ -36,7 +36,7 @@ use tracing::debug;
 use super::Shared;
 use super::codec::{FramingCodec, Input, READ_BUFFER};
 use super::limits::{Buckets, Limit};
-use crate::bus::{Delivery, Pushed};
+use crate::bus::{Delivery, Pushed, Subscription};
 use crate::executor::{Peer, Session, Transport};
 
 /// Replies to pipelined commands are gathered up to this size per write.
@@ -151,14 +151,31 @@ where
             }),
             Wake::Push(delivery) => {
                 // Kept until written: dropping it tells the fan-out this socket is done.
-                let pushed = match pushed(delivery, &addr) {
+                let first = match pushed(delivery, &addr) {
                     Ok(pushed) => pushed,
                     Err(end) => return end,
                 };
-                if !write(&mut writer, framed(pushed.line(), frames.decoder().is_packet()), shared).await {
+                shared.metrics.delivered.increment(1);
+                let packet = frames.decoder().is_packet();
+                // Broadcasts that came in a burst go out in one write: lines
+                // keep their boundaries, packets must not be merged.
+                let mut more = BytesMut::new();
+                let mut taken = Vec::new();
+                if !packet && let Err(end) = take_waiting(&mut broadcasts, &addr, false, &mut more, &mut taken, shared)
+                {
+                    return end;
+                }
+                let written = if more.is_empty() {
+                    write(&mut writer, framed(first.line(), packet), shared).await
+                } else {
+                    let mut out = BytesMut::with_capacity(first.line().len() + more.len());
+                    out.extend_from_slice(first.line());
+                    out.extend_from_slice(&more);
+                    write(&mut writer, &out, shared).await
+                };
+                if !written {
                     return End::SlowReader;
                 }
-                shared.metrics.delivered.increment(1);
                 continue;
             }
             Wake::Idle => {
@@ -206,15 +223,8 @@ where
         // Broadcasts taken into this write, kept until it is done.
         let mut taken = Vec::new();
         loop {
-            while let Some(delivery) = broadcasts.try_next() {
-                match pushed(delivery, &addr) {
-                    Ok(pushed) => {
-                        out.extend_from_slice(framed(pushed.line(), packet));
-                        taken.push(pushed);
-                    }
-                    Err(end) => return end,
-                }
-                shared.metrics.delivered.increment(1);
+            if let Err(end) = take_waiting(&mut broadcasts, &addr, packet, &mut out, &mut taken, shared) {
+                return end;
             }
             if out.len() >= MAX_BATCH || !frames.read_buffer().contains(&b'\n') {
                 break;
@@ -256,6 +266,25 @@ fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Pushed, End> {
         }
         Delivery::Closed => Err(End::Reconnect),
     }
+}
+
+/// Appends the broadcasts already waiting to `out`, in the connection's
+/// framing, and keeps each in `taken` until it is written.
+fn take_waiting(
+    broadcasts: &mut Subscription,
+    addr: &SocketAddr,
+    packet: bool,
+    out: &mut BytesMut,
+    taken: &mut Vec<Pushed>,
+    shared: &Shared,
+) -> Result<(), End> {
+    while let Some(delivery) = broadcasts.try_next() {
+        let pushed = pushed(delivery, addr)?;
+        out.extend_from_slice(framed(pushed.line(), packet));
+        taken.push(pushed);
+        shared.metrics.delivered.increment(1);
+    }
+    Ok(())
 }
 
 /// A pushed line in the connection's framing: the fan-out's lines end in
