@@ -157,23 +157,14 @@ where
                 };
                 shared.metrics.delivered.increment(1);
                 let packet = frames.decoder().is_packet();
-                // Broadcasts that came in a burst go out in one write: lines
-                // keep their boundaries, packets must not be merged.
-                let mut more = BytesMut::new();
-                let mut taken = Vec::new();
-                if !packet && let Err(end) = take_waiting(&mut broadcasts, &addr, false, &mut more, &mut taken, shared)
-                {
+                let mut out = BytesMut::from(framed(first.line(), packet));
+                let mut taken = vec![first];
+                // Broadcasts that came in a burst go out in the same write:
+                // lines keep their boundaries, packets must not be merged.
+                if !packet && let Err(end) = take_waiting(&mut broadcasts, &addr, false, &mut out, &mut taken, shared) {
                     return end;
                 }
-                let written = if more.is_empty() {
-                    write(&mut writer, framed(first.line(), packet), shared).await
-                } else {
-                    let mut out = BytesMut::with_capacity(first.line().len() + more.len());
-                    out.extend_from_slice(first.line());
-                    out.extend_from_slice(&more);
-                    write(&mut writer, &out, shared).await
-                };
-                if !written {
+                if !write(&mut writer, &out, shared).await {
                     return End::SlowReader;
                 }
                 continue;
