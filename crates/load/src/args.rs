@@ -150,6 +150,11 @@ pub struct LoadArgs {
     /// How many broadcast clients send `brd` (the others only listen): a count or a share like `10%`.
     #[arg(long, default_value = "1", value_parser = parse_broadcasters)]
     pub broadcasters: Broadcasters,
+    /// Broadcasters send together, all in the same instant of each
+    /// `--msg-interval` (a burst: the worst case for fan-out), instead of
+    /// spread evenly over it as independent senders would be.
+    #[arg(long)]
+    pub in_step: bool,
     /// Time between opening two connections.
     #[arg(long, default_value = "15ms", value_parser = parse_duration)]
     pub conn_interval: Duration,

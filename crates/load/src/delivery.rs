@@ -14,10 +14,11 @@
 //! confirmed publications sent inside its windows; the run's ledger compares
 //! that with what the client received, per client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::{BufMut, BytesMut};
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// Marks a broadcast line of a load generator.
@@ -115,7 +116,7 @@ pub struct Inbox {
 impl Inbox {
     /// An inbox whose windows end `settle_us` before the connection does.
     pub fn new(settle_us: u64) -> Inbox {
-        Inbox { settle_us, ready_us: None, counted: 0, recent: VecDeque::new(), seen: HashMap::new() }
+        Inbox { settle_us, ready_us: None, counted: 0, recent: VecDeque::new(), seen: HashMap::default() }
     }
 
     /// Opens the window at the connection's first right reply.
@@ -224,7 +225,7 @@ impl Ledger {
         let mut sent = self.publishes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         sent.sort_unstable();
         let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut per: HashMap<u32, ClientDeliveries> = HashMap::new();
+        let mut per: HashMap<u32, ClientDeliveries> = HashMap::default();
         let mut check = DeliveryCheck { published: sent.len() as u64, ..Default::default() };
         for w in windows {
             let expected = (sent.partition_point(|&s| s < w.to_us) - sent.partition_point(|&s| s < w.from_us)) as u64;

@@ -77,6 +77,16 @@ impl Pacer {
             Pacer::Rate(slots) => slots.claim(now),
         }
     }
+
+    /// How far into its interval a client with phase `share` (0 to 1) sends;
+    /// a total rate hands out slots to whichever client is ready, so there
+    /// it means nothing.
+    pub fn phase(&self, share: f64) -> Duration {
+        match self {
+            Pacer::Interval(d) => d.mul_f64(share.clamp(0.0, 1.0)),
+            Pacer::Rate(_) => Duration::ZERO,
+        }
+    }
 }
 
 /// When one connection (or UDP socket) sends its next request.
@@ -91,9 +101,10 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule whose first request goes at once.
-    pub fn starting(now: Instant) -> Schedule {
-        Schedule { next: Some(now), slot: now, missed: Missed::default() }
+    /// A schedule whose first request goes at once and whose paced ones
+    /// fall `phase` later in their interval than that.
+    pub fn starting(now: Instant, phase: Duration) -> Schedule {
+        Schedule { next: Some(now), slot: now + phase, missed: Missed::default() }
     }
 
     /// What the client does at `now`, its time being up at `end`, when
@@ -228,7 +239,7 @@ mod tests {
     fn a_schedule_sends_one_request_at_a_time_and_closes_when_idle() {
         let t0 = Instant::now();
         let end = t0 + 1000 * MS;
-        let mut s = Schedule::starting(t0);
+        let mut s = Schedule::starting(t0, Duration::ZERO);
         assert_eq!(s.step(t0, end, false), Step::Send);
         assert_eq!(s.sending(t0 + MS).intended, t0);
         s.hold();
@@ -239,6 +250,21 @@ mod tests {
         assert_eq!(s.step(t0 + 250 * MS, end, false), Step::Send);
         assert_eq!(s.step(end, end, true), Step::Wait, "the last reply is awaited");
         assert_eq!(s.step(end, end, false), Step::Close);
+    }
+
+    #[test]
+    fn a_phase_moves_the_paced_requests_but_not_the_first() {
+        let t0 = Instant::now();
+        let end = t0 + 1000 * MS;
+        let pacer = Pacer::new(None, 200 * MS, t0);
+        let mut s = Schedule::starting(t0, pacer.phase(0.25));
+        assert_eq!(s.step(t0, end, false), Step::Send, "the login goes at once");
+        assert_eq!(s.sending(t0).intended, t0);
+        s.hold();
+        s.after(&pacer, &testing::echo_script(&testing::context()), t0 + 5 * MS);
+        assert_eq!(s.step(t0 + 249 * MS, end, false), Step::Wait);
+        assert_eq!(s.step(t0 + 250 * MS, end, false), Step::Send, "an interval plus a quarter of one");
+        assert_eq!(Pacer::new(Some(Curve::constant(10.0)), 200 * MS, t0).phase(0.5), Duration::ZERO);
     }
 
     #[test]

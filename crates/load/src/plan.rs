@@ -27,6 +27,9 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// The role of each client, by client number.
     pub roles: Vec<Role>,
+    /// Where in its `--msg-interval` each role's paced messages fall, as a
+    /// share of the interval, index for index with `roles`.
+    pub phases: Vec<f64>,
     /// UDP only: where the clients of each target log in over TCP (the
     /// target's address with `--tcp-port`), index for index with `targets`.
     pub logins: Vec<SocketAddr>,
@@ -64,11 +67,12 @@ impl Plan {
         }
         let roles = assign_roles(args, clients);
         check_framing(args, &roles)?;
+        let phases = phases(&roles, args.in_step);
         let logins = match args.protocol {
             Protocol::Tcp => Vec::new(),
             Protocol::Udp => targets.iter().map(|t| SocketAddr::new(t.ip(), args.login_port())).collect(),
         };
-        Ok(Plan { args: args.clone(), clients, targets, sources, roles, logins })
+        Ok(Plan { args: args.clone(), clients, targets, sources, roles, phases, logins })
     }
 
     /// Whether `--stage` sets the rate.
@@ -104,6 +108,27 @@ impl Plan {
     pub fn login_target(&self, id: u32) -> Option<SocketAddr> {
         (!self.logins.is_empty()).then(|| self.logins[id as usize % self.logins.len()])
     }
+}
+
+/// Spreads the broadcasters evenly over the interval: the `k`th of `n`
+/// sends `k/n` of an interval after the first. Clients open one after
+/// another a `--conn-interval` apart, so without this the broadcasters,
+/// which are the first clients, would send within a few milliseconds of
+/// each other: one burst of `n` broadcasts per interval rather than the
+/// steady rate independent senders make. Other roles keep phase 0.
+fn phases(roles: &[Role], in_step: bool) -> Vec<f64> {
+    let senders = roles.iter().filter(|r| **r == Role::Broadcaster).count();
+    let mut k = 0;
+    roles
+        .iter()
+        .map(|r| match r {
+            Role::Broadcaster if !in_step => {
+                k += 1;
+                (k - 1) as f64 / senders as f64
+            }
+            _ => 0.0,
+        })
+        .collect()
 }
 
 /// Over UDP the server answers `brd` (and `login`) only with an error, so a
@@ -285,6 +310,18 @@ mod tests {
 
     fn count(roles: &[Role], r: Role) -> usize {
         roles.iter().filter(|x| **x == r).count()
+    }
+
+    #[tokio::test]
+    async fn broadcasters_are_spread_over_the_interval_unless_in_step() {
+        let spread =
+            Plan::new(&args(&["8", "127.0.0.1:1", "--scenario", "broadcast", "--broadcasters", "4"])).await.unwrap();
+        assert_eq!(spread.phases, [0.0, 0.25, 0.5, 0.75, 0.0, 0.0, 0.0, 0.0]);
+        let together =
+            Plan::new(&args(&["8", "127.0.0.1:1", "--scenario", "broadcast", "--broadcasters", "4", "--in-step"]))
+                .await
+                .unwrap();
+        assert!(together.phases.iter().all(|p| *p == 0.0));
     }
 
     #[test]

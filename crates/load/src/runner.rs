@@ -102,6 +102,8 @@ pub struct Client {
     pub target: SocketAddr,
     pub source: Option<IpAddr>,
     pub script: Script,
+    /// How far into its interval its paced messages fall (see `Plan::phases`).
+    pub phase: Duration,
     pub ctx: Arc<Context>,
 }
 
@@ -200,9 +202,10 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
     let clients = TaskTracker::new();
     let spawn = |id: u32, stop: CancellationToken| {
         let (target, source) = plan.endpoints(id);
-        let role = plan.roles[id as usize % plan.roles.len()];
-        let script = Script::new(role, id, &scripts, ctx.ledger.clone());
-        let client = Client { id, target, source, script, ctx: ctx.clone() };
+        let index = id as usize % plan.roles.len();
+        let script = Script::new(plan.roles[index], id, &scripts, ctx.ledger.clone());
+        let phase = ctx.pacer.phase(plan.phases[index]);
+        let client = Client { id, target, source, script, phase, ctx: ctx.clone() };
         match (args.protocol, plan.login_target(id)) {
             (Protocol::Udp, Some(login)) => clients.spawn(udp::Client { client, login }.run(stop)),
             _ => clients.spawn(tcp::Client(client).run(stop)),

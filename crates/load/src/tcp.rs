@@ -104,7 +104,7 @@ impl Conversation for Client {
         let mut conn = Conn {
             pending: VecDeque::new(),
             inbox: Inbox::new(ctx.timing.settle.as_micros() as u64),
-            schedule: Schedule::starting(now),
+            schedule: Schedule::starting(now, self.0.phase),
             out: BytesMut::new(),
         };
         let timer = sleep_until(end);
@@ -341,7 +341,9 @@ mod tests {
 
     /// Runs one client of `ctx` against `target` until the context's end.
     async fn run_one(target: SocketAddr, script: Script, ctx: &Arc<Context>) {
-        Client(runner::Client { id: 0, target, source: None, script, ctx: ctx.clone() }).run(ctx.cancel.clone()).await;
+        Client(runner::Client { id: 0, target, source: None, script, phase: Duration::ZERO, ctx: ctx.clone() })
+            .run(ctx.cancel.clone())
+            .await;
     }
 
     /// A server that refuses its first connection as a full server does

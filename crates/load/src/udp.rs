@@ -94,8 +94,12 @@ impl Conversation for Client {
         // A new socket is a new source port: start the conversation afresh.
         self.client.script.on_connect();
         let now = Instant::now();
-        let mut flow =
-            Flow { waiting: None, late: VecDeque::new(), schedule: Schedule::starting(now), out: BytesMut::new() };
+        let mut flow = Flow {
+            waiting: None,
+            late: VecDeque::new(),
+            schedule: Schedule::starting(now, self.client.phase),
+            out: BytesMut::new(),
+        };
         let mut buf = vec![0u8; self.client.script.longest_reply() + ERROR_ROOM];
         let timer = sleep_until(end);
         tokio::pin!(timer);
@@ -314,9 +318,12 @@ mod tests {
         let ctx = testing::context();
         let script = testing::echo_script(&ctx);
         let login = "127.0.0.1:9".parse().unwrap();
-        Client { client: runner::Client { id: 0, target, source: None, script, ctx: ctx.clone() }, login }
-            .run(ctx.cancel.clone())
-            .await;
+        Client {
+            client: runner::Client { id: 0, target, source: None, script, phase: Duration::ZERO, ctx: ctx.clone() },
+            login,
+        }
+        .run(ctx.cancel.clone())
+        .await;
         // The first datagram times out at 100 ms; its reply comes at 150 ms,
         // while a newer request waits, and is told apart from that one's.
         testing::assert_one_late_reply(&ctx);
