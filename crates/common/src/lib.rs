@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod process;
+pub mod quiet;
 pub mod telemetry;
 
 pub use duration::parse_duration;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::args::Protocol;
@@ -84,7 +84,7 @@ impl Context {
 }
 
 /// A client's view of the run being stopped.
-pub type Cancelled<'a> = Pin<&'a mut WaitForCancellationFutureOwned>;
+pub type Cancelled<'a> = Pin<&'a mut playground_common::quiet::Cancelled>;
 
 /// How a client's connection (or UDP socket) ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub trait Conversation: Sized {
     async fn run(mut self, stop: CancellationToken) {
         let ctx = self.client().ctx.clone();
         let end = ctx.client_end();
-        let cancelled = stop.clone().cancelled_owned();
+        let cancelled = playground_common::quiet::Cancelled::new(stop.clone());
         tokio::pin!(cancelled);
         while Instant::now() < end && !stop.is_cancelled() {
             let attempt = tokio::select! {

@@ -16,13 +16,16 @@
 //! a broadcast's latency. A broadcast some subscriber skipped because it
 //! lagged is not recorded (that subscriber is disconnected).
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use metrics::Histogram;
+use playground_common::quiet::WakeFlag;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -94,8 +97,11 @@ pub enum Delivery {
 /// One client's view of the fan-out.
 pub struct Subscription {
     // The stream keeps one boxed receive future alive between polls, so a
-    // client is registered once rather than on every loop of its handler.
+    // client is registered once rather than on every loop of its handler;
+    // the flag spares that loop the channel's shared lock each time it
+    // polls the stream without a broadcast having come.
     stream: BroadcastStream<Arc<Broadcast>>,
+    flag: WakeFlag,
     sent: Arc<AtomicU64>,
     /// `sent` when the stream last had nothing to give.
     seen: u64,
@@ -134,7 +140,12 @@ impl Fanout {
 
     /// A new subscriber, receiving what is delivered from now on.
     pub fn subscribe(&self) -> Subscription {
-        Subscription { stream: BroadcastStream::new(self.tx.subscribe()), sent: self.sent.clone(), seen: 0 }
+        Subscription {
+            stream: BroadcastStream::new(self.tx.subscribe()),
+            flag: WakeFlag::default(),
+            sent: self.sent.clone(),
+            seen: 0,
+        }
     }
 
     /// Number of current subscribers.
@@ -146,30 +157,37 @@ impl Fanout {
 impl Subscription {
     /// Waits for the next delivery. Cancel-safe.
     pub async fn next(&mut self) -> Delivery {
-        match self.stream.next().await {
-            Some(Ok(broadcast)) => Delivery::Line(Pushed(broadcast)),
-            Some(Err(BroadcastStreamRecvError::Lagged(n))) => Delivery::Lagged(n),
-            None => Delivery::Closed,
-        }
+        let (flag, stream) = (&mut self.flag, &mut self.stream);
+        Self::delivery(poll_fn(|cx| flag.poll(cx, |cx| stream.poll_next_unpin(cx))).await)
     }
 
     /// The next delivery if one is there already, without waiting. When
     /// nothing was delivered since the stream last came up empty, this is
-    /// one atomic load: polling the channel instead would swap the waker it
-    /// keeps for this subscriber, twice, under the lock every subscriber
-    /// shares (measured: the largest user-space cost of a command). A
-    /// delivery this misses is not lost: the next [`Subscription::next`]
-    /// gets it.
+    /// one atomic load: polling the channel instead would take the lock
+    /// every subscriber shares (measured: the largest user-space cost of a
+    /// command). A delivery this misses is not lost: the next
+    /// [`Subscription::next`] gets it.
     pub fn try_next(&mut self) -> Option<Delivery> {
         let sent = self.sent.load(Ordering::Acquire);
         if sent == self.seen {
             return None;
         }
-        let next = self.next().now_or_never();
-        if next.is_none() {
-            self.seen = sent;
+        let stream = &mut self.stream;
+        match self.flag.poll_now(|cx| stream.poll_next_unpin(cx)) {
+            Poll::Ready(next) => Some(Self::delivery(next)),
+            Poll::Pending => {
+                self.seen = sent;
+                None
+            }
         }
-        next
+    }
+
+    fn delivery(next: Option<Result<Arc<Broadcast>, BroadcastStreamRecvError>>) -> Delivery {
+        match next {
+            Some(Ok(broadcast)) => Delivery::Line(Pushed(broadcast)),
+            Some(Err(BroadcastStreamRecvError::Lagged(n))) => Delivery::Lagged(n),
+            None => Delivery::Closed,
+        }
     }
 }
 
@@ -221,7 +239,26 @@ mod tests {
         assert!(late.try_next().is_none());
         f.deliver(b"3");
         assert_eq!(late.try_next().map(Delivery::text).as_deref(), Some("3\n"));
-        assert_eq!(a.next().await.text(), "3\n");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), a.next()).await;
+        assert_eq!(next.expect("a delivery after an empty try_next is not missed").text(), "3\n");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_waiting_after_an_empty_try_next_is_woken() {
+        let f = Fanout::new(8);
+        let mut a = f.subscribe();
+        f.deliver(b"1");
+        assert_eq!(a.try_next().map(Delivery::text).as_deref(), Some("1\n"));
+        assert!(a.try_next().is_none(), "came up empty: now waiting on the flag");
+        let waiter = tokio::spawn(async move { (a.next().await.text(), a.next().await.text()) });
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        f.deliver(b"2");
+        tokio::task::yield_now().await;
+        f.deliver(b"3");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        assert_eq!(got, ("2\n".to_string(), "3\n".to_string()));
     }
 
     #[tokio::test]

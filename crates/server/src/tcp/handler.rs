@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
+use playground_common::quiet::Cancelled;
 use playground_protocol::{CommandKind, Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,8 +116,7 @@ where
     let mut session = Session::default();
     let buckets = shared.quotas.buckets();
     let conn = Conn { peer: &peer, buckets: &buckets, shared };
-    let reconnect = shared.lifecycle.reconnect.clone().cancelled_owned();
-    tokio::pin!(reconnect);
+    let mut reconnect = Cancelled::new(shared.lifecycle.reconnect.clone());
     // The idle deadline moves on every command, but the timer is only re-armed
     // when it fires early: re-arming a timer per command would cost a lock.
     let mut last_command = Instant::now();

@@ -1,0 +1,164 @@
+//! Futures that a task polls every time it wakes, made cheap to poll.
+//!
+//! A connection's task waits for shutdown and for broadcasts beside its
+//! socket, and polls those waits each time it wakes for a command.
+//! `WaitForCancellationFutureOwned` takes two locks per poll (the token's
+//! tree node and its `Notify`'s waiters), and a broadcast receiver takes the
+//! channel's tail lock; every connection shares them, so under load their
+//! cache lines bounce between cores on every command. A [`WakeFlag`] polls
+//! such a future with a waker of its own, which raises a flag before waking
+//! the task: until the flag goes up, polling it again cannot give anything
+//! new and costs one atomic load instead. Neither tokio
+//! nor tokio-util has such a wrapper, hence these few lines.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Polls one inner future (or stream) with its own waker, and again only
+/// once that waker was woken. Every poll of the inner one must go through
+/// it, so that the inner one never holds another waker.
+pub struct WakeFlag {
+    signal: Arc<Signal>,
+    waker: Waker,
+    /// The task waker last registered in `signal`: while it is the same and
+    /// nothing woke it, registering again would only cost atomics.
+    task: Option<Waker>,
+    /// The inner one said Pending and has not woken its waker since.
+    armed: bool,
+}
+
+/// What the inner future wakes: a flag, then the task.
+#[derive(Default)]
+struct Signal {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Default for WakeFlag {
+    fn default() -> Self {
+        let signal = Arc::<Signal>::default();
+        WakeFlag { waker: Waker::from(signal.clone()), signal, task: None, armed: false }
+    }
+}
+
+impl WakeFlag {
+    /// Polls the inner future (`poll` is handed the flag's own context) for
+    /// the task of `cx`, unless it is waiting and was not woken since.
+    pub fn poll<T>(&mut self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let same_task = self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
+        if self.armed && same_task && !self.signal.woken.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        // A wake takes the registered waker: register again after one.
+        self.signal.task.register(cx.waker());
+        if !same_task {
+            self.task = Some(cx.waker().clone());
+        }
+        if self.armed && !self.signal.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        self.poll_now(poll)
+    }
+
+    /// Polls the inner future now, without waiting (no task is woken by
+    /// what it registers until [`WakeFlag::poll`] registers one).
+    pub fn poll_now<T>(&mut self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let result = poll(&mut Context::from_waker(&self.waker));
+        self.armed = result.is_pending();
+        result
+    }
+}
+
+/// Resolves when the token is cancelled. Cancel-safe, and cheap to poll
+/// again and again.
+pub struct Cancelled {
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    flag: WakeFlag,
+}
+
+impl Cancelled {
+    /// Waits for `token` to be cancelled.
+    pub fn new(token: CancellationToken) -> Cancelled {
+        Cancelled { wait: Box::pin(token.cancelled_owned()), flag: WakeFlag::default() }
+    }
+}
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let wait = &mut this.wait;
+        this.flag.poll(cx, |cx| wait.as_mut().poll(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[tokio::test]
+    async fn resolves_once_cancelled_and_not_before() {
+        let token = CancellationToken::new();
+        let mut cancelled = Cancelled::new(token.clone());
+        for _ in 0..3 {
+            assert!((&mut cancelled).now_or_never().is_none());
+        }
+        let waiter = tokio::spawn(cancelled);
+        tokio::task::yield_now().await;
+        token.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_token_cancelled_before_the_first_poll_is_seen() {
+        let token = CancellationToken::new();
+        token.cancel();
+        assert!(Cancelled::new(token).now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn wakes_a_task_that_waits_in_a_select_with_other_work() {
+        let token = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(4);
+        let task = tokio::spawn({
+            let token = token.clone();
+            async move {
+                let cancelled = Cancelled::new(token);
+                tokio::pin!(cancelled);
+                let mut seen = 0;
+                loop {
+                    tokio::select! {
+                        _ = &mut cancelled => return seen,
+                        Some(n) = rx.recv() => seen += n,
+                    }
+                }
+            }
+        });
+        for n in 1..=3 {
+            tx.send(n).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        token.cancel();
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(5), task).await.unwrap().unwrap();
+        assert_eq!(seen, 6);
+    }
+}
