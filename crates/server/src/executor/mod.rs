@@ -105,22 +105,26 @@ impl Executor {
         reply
     }
 
+    /// The commands that reach a backend run boxed: their futures (a
+    /// memcached round trip, a Kafka publication) are large, and a future
+    /// held inline would be part of every connection's task, also while it
+    /// idles. The allocation is small beside the round trip; `msg` needs none.
     async fn run(&self, command: Command, peer: &Peer, session: Option<&mut Session>) -> Reply {
         let vouched = |token: &Token| session.as_ref().is_some_and(|s| s.vouches_for(token, Instant::now()));
         match command {
-            Command::Login => login::run(self, peer, session).await,
+            Command::Login => Box::pin(login::run(self, peer, session)).await,
             Command::Msg { content } => msg::run(content),
             Command::McSet { token, key, value } => {
                 let known = vouched(&token);
-                mcset::run(self, peer, &token, known, &key, value).await
+                Box::pin(mcset::run(self, peer, &token, known, &key, value)).await
             }
             Command::McGet { token, key } => {
                 let known = vouched(&token);
-                mcget::run(self, peer, &token, known, &key).await
+                Box::pin(mcget::run(self, peer, &token, known, &key)).await
             }
             Command::Brd { token, message } => {
                 let known = vouched(&token);
-                brd::run(self, peer, &token, known, message).await
+                Box::pin(brd::run(self, peer, &token, known, message)).await
             }
         }
     }

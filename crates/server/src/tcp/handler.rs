@@ -64,20 +64,9 @@ pub async fn handle(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) {
             let (reader, writer) = stream.split();
             serve(reader, writer, addr, shared).await
         }
-        Some(tls) => match tls.accept(stream).await {
-            Ok(stream) => {
-                let (mut reader, mut writer) = tokio::io::split(stream);
-                let end = serve(&mut reader, &mut writer, addr, shared).await;
-                // close_notify, so that the client sees a clean end.
-                let mut stream = reader.unsplit(writer);
-                let _ = tokio::time::timeout(shared.write_timeout, stream.shutdown()).await;
-                end
-            }
-            Err(error) => {
-                debug!(%addr, %error, "TLS handshake failed");
-                End::Handshake
-            }
-        },
+        // Boxed: the handshake's and the TLS stream's state would otherwise
+        // make every plain connection's task as large as a TLS one's.
+        Some(tls) => Box::pin(serve_tls(tls, stream, addr, shared)).await,
     };
     debug!(%addr, ?end, "connection closed");
     match end {
@@ -88,6 +77,24 @@ pub async fn handle(mut stream: TcpStream, addr: SocketAddr, shared: &Shared) {
         _ => {}
     }
     shared.metrics.connections.decrement(1.0);
+}
+
+/// The TLS handshake, then the same loop over the decrypted stream.
+async fn serve_tls(tls: &super::Tls, stream: TcpStream, addr: SocketAddr, shared: &Shared) -> End {
+    match tls.accept(stream).await {
+        Ok(stream) => {
+            let (mut reader, mut writer) = tokio::io::split(stream);
+            let end = serve(&mut reader, &mut writer, addr, shared).await;
+            // close_notify, so that the client sees a clean end.
+            let mut stream = reader.unsplit(writer);
+            let _ = tokio::time::timeout(shared.write_timeout, stream.shutdown()).await;
+            end
+        }
+        Err(error) => {
+            debug!(%addr, %error, "TLS handshake failed");
+            End::Handshake
+        }
+    }
 }
 
 /// What woke a connection's task.
@@ -377,4 +384,41 @@ where
         }
     }
     End::Reconnect
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use clap::Parser;
+    use playground_common::Lifecycle;
+
+    use super::*;
+    use crate::bus::EmbeddedBus;
+    use crate::cache::EmbeddedCache;
+    use crate::executor::Executor;
+    use crate::tcp::Shared;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tcp: crate::config::TcpOptions,
+    }
+
+    /// Every connection's task is as large as its largest state, also while
+    /// it idles: the TLS handshake and stream must not be part of a plain
+    /// connection's (they made it 1.4 KB larger, 3.1 KB in all).
+    #[tokio::test]
+    async fn a_plain_connection_does_not_carry_the_tls_state() {
+        let opts = Cli::try_parse_from(["tcp"]).unwrap().tcp;
+        let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
+        let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let (reader, writer) = stream.split();
+        let serve_size = std::mem::size_of_val(&serve(reader, writer, addr, &shared));
+        let task_size = std::mem::size_of_val(&handle(TcpStream::connect(addr).await.unwrap(), addr, &shared));
+        assert!(task_size <= serve_size + 256, "task {task_size} bytes, its loop {serve_size}");
+    }
 }
