@@ -59,6 +59,9 @@ def build(*examples, copy_to=None, skip=False):
     release = os.path.join(target_dir(), "release")
     paths = {"playground": os.path.join(release, "playground"),
              **{e: os.path.join(release, "examples", e) for e in examples}}
+    missing = [p for p in paths.values() if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"not built: {', '.join(missing)} (run without --skip-build, or set CARGO_TARGET_DIR)")
     if copy_to:
         for name, path in paths.items():
             paths[name] = os.path.join(copy_to, name)
