@@ -320,6 +320,19 @@ pub struct KafkaOptions {
 }
 
 #[cfg(test)]
+impl TcpOptions {
+    /// The options of `playground tcp ARGS` (for tests).
+    pub(crate) fn from_args(args: &[&str]) -> TcpOptions {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            tcp: TcpOptions,
+        }
+        <Cli as clap::Parser>::try_parse_from(["tcp"].iter().chain(args)).unwrap().tcp
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use clap::{Parser, Subcommand};
 

@@ -390,27 +390,21 @@ where
 mod tests {
     use std::sync::Arc;
 
-    use clap::Parser;
     use playground_common::Lifecycle;
 
     use super::*;
     use crate::bus::EmbeddedBus;
     use crate::cache::EmbeddedCache;
+    use crate::config::TcpOptions;
     use crate::executor::Executor;
     use crate::tcp::Shared;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        tcp: crate::config::TcpOptions,
-    }
 
     /// Every connection's task is as large as its largest state, also while
     /// it idles: the TLS handshake and stream must not be part of a plain
     /// connection's (they made it 1.4 KB larger, 3.1 KB in all).
     #[tokio::test]
     async fn a_plain_connection_does_not_carry_the_tls_state() {
-        let opts = Cli::try_parse_from(["tcp"]).unwrap().tcp;
+        let opts = TcpOptions::from_args(&[]);
         let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
         let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -68,18 +68,10 @@ impl Buckets {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        tcp: TcpOptions,
-    }
-
     fn quotas(args: &[&str]) -> Quotas {
-        Quotas::new(&Cli::try_parse_from(["tcp"].iter().chain(args)).unwrap().tcp)
+        Quotas::new(&TcpOptions::from_args(args))
     }
 
     #[test]
