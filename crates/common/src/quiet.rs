@@ -62,17 +62,19 @@ impl WakeFlag {
     /// Polls the inner future (`poll` is handed the flag's own context) for
     /// the task of `cx`, unless it is waiting and was not woken since.
     pub fn poll<T>(&mut self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        // While the flag is down, the task registered below is still
+        // registered: only a wake takes it, and a wake raises the flag first.
         let same_task = self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
         if self.armed && same_task && !self.signal.woken.load(Ordering::Acquire) {
             return Poll::Pending;
         }
-        // A wake takes the registered waker: register again after one.
+        // Lower the flag before registering, never after: a wake after this
+        // raises it again and finds the task registered, and whatever a wake
+        // before it announced, the poll of the inner future below sees.
+        self.signal.woken.store(false, Ordering::SeqCst);
         self.signal.task.register(cx.waker());
         if !same_task {
             self.task = Some(cx.waker().clone());
-        }
-        if self.armed && !self.signal.woken.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
         }
         self.poll_now(poll)
     }
@@ -126,6 +128,40 @@ mod tests {
         tokio::task::yield_now().await;
         token.cancel();
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    }
+
+    /// A wake that comes while the task is polled (another thread sends)
+    /// must never be lost, whichever way the task polls: many times over.
+    #[test]
+    fn no_wake_is_lost_to_a_race_with_the_polling_task() {
+        const N: u32 = 300_000;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let consumer = rt.spawn(async move {
+            let mut flag = WakeFlag::default();
+            let mut got = 0;
+            while got < N {
+                // Take what is there without waiting (as `try_next` does), then wait.
+                while let Poll::Ready(Some(_)) = flag.poll_now(|cx| rx.poll_recv(cx)) {
+                    got += 1;
+                }
+                if got < N && std::future::poll_fn(|cx| flag.poll(cx, |cx| rx.poll_recv(cx))).await.is_some() {
+                    got += 1;
+                }
+            }
+            got
+        });
+        let producer = std::thread::spawn(move || {
+            for i in 0..N {
+                tx.send(i).unwrap();
+                if i % 7 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let got = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), consumer).await });
+        producer.join().unwrap();
+        assert_eq!(got.expect("a wake was lost: the task waits forever").unwrap(), N);
     }
 
     #[tokio::test]
