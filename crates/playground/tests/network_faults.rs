@@ -195,11 +195,14 @@ impl KafkaRig {
         assert_eq!(self.receiver.read_line().as_deref(), Some(text));
     }
 
-    /// During the fault `brd` fails with a clear error, in time.
-    fn assert_fails_in_time(&mut self, text: &str, fault_delay: Duration) {
+    /// During the fault `brd` fails with a clear error after
+    /// KAFKA_PUBLISH_TIMEOUT, not after the fault's own delay (the second
+    /// of slack is for a busy machine, not for the server).
+    fn assert_fails_in_time(&mut self, text: &str) {
         let (reply, took) = self.brd(text);
         assert_eq!(reply, "error: broadcast unavailable", "after {took:?}; then {:?}", self.sender.read_line());
-        assert!(took < fault_delay, "brd took {took:?}; KAFKA_PUBLISH_TIMEOUT is {PUBLISH_TIMEOUT:?}");
+        let bound = PUBLISH_TIMEOUT + Duration::from_secs(1);
+        assert!(took < bound, "brd took {took:?}; KAFKA_PUBLISH_TIMEOUT is {PUBLISH_TIMEOUT:?}");
     }
 
     /// Broadcasts go through again without a restart. A broadcast whose
@@ -269,7 +272,7 @@ fn kafka_latency() {
     k.proxy.remove(&toxic);
     let delay = PUBLISH_TIMEOUT * 4;
     let toxic = k.proxy.add("latency", "downstream", &format!(r#"{{"latency":{}}}"#, delay.as_millis()));
-    k.assert_fails_in_time("unconfirmed-latency", delay);
+    k.assert_fails_in_time("unconfirmed-latency");
     k.proxy.remove(&toxic);
     k.assert_recovers("after-latency");
 }
@@ -289,7 +292,7 @@ fn kafka_bandwidth() {
 fn kafka_connection_reset() {
     let Some(mut k) = kafka_behind_proxy("kafka-reset") else { return };
     let toxic = k.proxy.add("reset_peer", "upstream", r#"{"timeout":0}"#);
-    k.assert_fails_in_time("unconfirmed-reset", PUBLISH_TIMEOUT * 2);
+    k.assert_fails_in_time("unconfirmed-reset");
     k.proxy.remove(&toxic);
     k.assert_recovers("after-reset");
 }
@@ -298,7 +301,7 @@ fn kafka_connection_reset() {
 fn kafka_black_hole() {
     let Some(mut k) = kafka_behind_proxy("kafka-blackhole") else { return };
     let toxic = k.proxy.add("timeout", "upstream", r#"{"timeout":0}"#);
-    k.assert_fails_in_time("unconfirmed-black-hole", PUBLISH_TIMEOUT * 2);
+    k.assert_fails_in_time("unconfirmed-black-hole");
     k.proxy.remove(&toxic);
     k.assert_recovers("after-black-hole");
     // What the server logged during the fault (the failed publish, or the
