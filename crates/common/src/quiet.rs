@@ -8,7 +8,8 @@
 //! cache lines bounce between cores on every command. A [`WakeFlag`] polls
 //! such a future with a waker of its own, which raises a flag before waking
 //! the task: until the flag goes up, polling it again cannot give anything
-//! new and costs one atomic load instead. Neither tokio
+//! new, and costs the task's registration in the flag (uncontended: the
+//! flag is the connection's own) and one atomic load instead. Neither tokio
 //! nor tokio-util has such a wrapper, hence these few lines.
 
 use std::future::Future;
@@ -26,9 +27,6 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 pub struct WakeFlag {
     signal: Arc<Signal>,
     waker: Waker,
-    /// The task waker last registered in `signal`: while it is the same and
-    /// nothing woke it, registering again would only cost atomics.
-    task: Option<Waker>,
     /// The inner one said Pending and has not woken its waker since.
     armed: bool,
 }
@@ -46,7 +44,7 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
+        self.woken.store(true, Ordering::SeqCst);
         self.task.wake();
     }
 }
@@ -54,7 +52,7 @@ impl Wake for Signal {
 impl Default for WakeFlag {
     fn default() -> Self {
         let signal = Arc::<Signal>::default();
-        WakeFlag { waker: Waker::from(signal.clone()), signal, task: None, armed: false }
+        WakeFlag { waker: Waker::from(signal.clone()), signal, armed: false }
     }
 }
 
@@ -62,20 +60,20 @@ impl WakeFlag {
     /// Polls the inner future (`poll` is handed the flag's own context) for
     /// the task of `cx`, unless it is waiting and was not woken since.
     pub fn poll<T>(&mut self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        // While the flag is down, the task registered below is still
-        // registered: only a wake takes it, and a wake raises the flag first.
-        let same_task = self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
-        if self.armed && same_task && !self.signal.woken.load(Ordering::Acquire) {
+        // The task is registered on every poll, before the flag is read
+        // (for the same task this is two uncontended atomics, no clone). A
+        // wake raises the flag and then takes the registered task: one that
+        // comes after the read below finds this task registered; one whose
+        // flag came before a lowering, and whose take only now, takes the
+        // task registered here and wakes it, so it polls again. Registering
+        // only when the task changed lost exactly that wake.
+        self.signal.task.register(cx.waker());
+        if self.armed && !self.signal.woken.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
-        // Lower the flag before registering, never after: a wake after this
-        // raises it again and finds the task registered, and whatever a wake
-        // before it announced, the poll of the inner future below sees.
+        // Lowered before the inner one is polled: whatever a wake before this
+        // announced, that poll sees; a wake after it raises the flag again.
         self.signal.woken.store(false, Ordering::SeqCst);
-        self.signal.task.register(cx.waker());
-        if !same_task {
-            self.task = Some(cx.waker().clone());
-        }
         self.poll_now(poll)
     }
 

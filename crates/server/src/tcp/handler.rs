@@ -134,7 +134,7 @@ where
 
     loop {
         let waiting = grace.is_some();
-        // In this order, not at random: shutdown first (one atomic load),
+        // In this order, not at random: shutdown first (its own flag),
         // then the socket. A ready socket then ends the select before the
         // branches below are polled; they are polled whenever it is not
         // ready, so none of them waits on a busy client for long.
