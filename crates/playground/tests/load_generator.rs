@@ -213,7 +213,7 @@ fn serve_on(port: u16, env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let server = Server { child: cmd.spawn().unwrap(), port, udp_port, admin, log };
+    let mut server = Server { child: cmd.spawn().unwrap(), port, udp_port, admin, log };
     server.wait_ready();
     server
 }

@@ -9,14 +9,31 @@ pub mod packet;
 pub mod pki;
 pub mod toxi;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago and that this process has not handed
+/// out before.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    unused(|| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+}
+
+/// The first port `pick` offers that no earlier call handed out. The kernel
+/// may offer a port it has just freed again: a server's port and its admin
+/// port, picked one after the other, once came out the same, and the server
+/// could not start.
+fn unused(pick: impl Fn() -> u16) -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = pick();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A port free for both TCP and UDP.
@@ -31,7 +48,7 @@ pub fn free_dual_port() -> u16 {
 
 /// A port free for UDP.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    unused(|| UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
 }
 
 /// (memcached host, memcached port, Kafka brokers) from PLAYGROUND_MEMCACHED
@@ -142,21 +159,26 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start playground");
-        let server = Server { child, port, udp_port, admin, log };
+        let mut server = Server { child, port, udp_port, admin, log };
         server.wait_ready();
         server
     }
 
-    /// Waits (bounded) until `/readyz` returns 200.
-    pub fn wait_ready(&self) {
+    /// Waits (bounded) until `/readyz` returns 200; fails at once if the
+    /// server exits first (it says why on stderr).
+    pub fn wait_ready(&mut self) {
+        let log = |s: &Server| std::fs::read_to_string(&s.log).unwrap_or_default();
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {
             if http_get(self.admin, "/readyz").map(|(s, _)| s) == Some(200) {
                 return;
             }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited ({status}) before it was ready; log:\n{}", log(self));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server not ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!("server not ready; log:\n{}", log(self));
     }
 
     /// Checks that `/readyz` turns 503 within a second (after SIGTERM: well
