@@ -280,6 +280,8 @@ impl Reply {
 
     /// Appends the reply and its `ending` to `out`; `Published` writes nothing.
     pub fn encode(&self, out: &mut BytesMut, ending: Ending) {
+        // Room for the ending too: growing for it would copy the reply.
+        out.reserve(self.encoded_len(ending));
         match self {
             Reply::Token(t) => out.put_slice(t.as_bytes()),
             Reply::Echo(b) | Reply::Value(b) => out.put_slice(b),
