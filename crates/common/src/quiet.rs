@@ -21,9 +21,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use futures::task::AtomicWaker;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Polls one inner future (or stream) with its own waker, and again only
-/// once that waker was woken. Every poll of the inner one must go through
-/// it, so that the inner one never holds another waker.
+/// Polls inner futures (or streams) with its own waker, and again only
+/// once that waker was woken. Every poll of an inner one must go through
+/// it, so that the inner one never holds another waker. Several inner ones
+/// may share one flag: a task that waits on them then registers once per
+/// wait instead of once for each.
 pub struct WakeFlag {
     signal: Arc<Signal>,
     waker: Waker,
@@ -74,15 +76,36 @@ impl WakeFlag {
         // Lowered before the inner one is polled: whatever a wake before this
         // announced, that poll sees; a wake after it raises the flag again.
         self.signal.woken.store(false, Ordering::SeqCst);
-        self.poll_now(poll)
-    }
-
-    /// Polls the inner future now, without waiting (no task is woken by
-    /// what it registers until [`WakeFlag::poll`] registers one).
-    pub fn poll_now<T>(&mut self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
         let result = poll(&mut Context::from_waker(&self.waker));
         self.armed = result.is_pending();
         result
+    }
+
+    /// Polls the inner future now, without waiting (no task is woken by
+    /// what it registers until [`WakeFlag::poll`] registers one). With
+    /// several inner futures behind the flag, this polls one of them: its
+    /// Pending says nothing of the others, so it leaves the flag as it was.
+    pub fn poll_now<T>(&mut self, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let result = poll(&mut Context::from_waker(&self.waker));
+        if result.is_ready() {
+            self.armed = false;
+        }
+        result
+    }
+
+    /// Whether [`WakeFlag::poll`] would poll the inner futures: one of
+    /// them was woken since, or the last poll did not end Pending. One
+    /// atomic load and no registration: a task may look before it polls
+    /// other work, to give these precedence.
+    pub fn raised(&self) -> bool {
+        !self.armed || self.signal.woken.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next [`WakeFlag::poll`] poll the inner futures, woken or
+    /// not: after one of them was skipped, or changed (a timer reset), so
+    /// that it registers again.
+    pub fn disarm(&mut self) {
+        self.armed = false;
     }
 }
 

@@ -224,6 +224,60 @@ fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
     assert!(server.log().contains("Telling clients to reconnect"));
 }
 
+/// The connection's task reads its socket before it looks at shutdown and
+/// broadcasts; a client that never stops sending must still get both.
+#[test]
+fn a_client_that_never_stops_sending_still_gets_broadcasts_and_reconnect() {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut server = Server::start("serve", &[("SIGTERM_TIMEOUT", "1"), ("RECONNECT_GRACE", "2s")]);
+    let mut sender = server.connect();
+    let token = sender.login();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (mut stream, stop) = (stream.try_clone().unwrap(), stop.clone());
+        move || {
+            let chunk = "msg:x\n".repeat(4096);
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                if stream.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut lines = std::io::BufReader::new(stream).lines();
+    let (mut replies, mut broadcast, mut told) = (0u64, false, false);
+    while let Some(Ok(line)) = lines.next() {
+        match line.as_str() {
+            "x" => replies += 1,
+            "hello" => {
+                broadcast = true;
+                server.signal("TERM");
+            }
+            "reconnect" => {
+                told = true;
+                break;
+            }
+            other => panic!("unexpected line {other:?}"),
+        }
+        if replies == 20_000 {
+            sender.send(&format!("brd:{token}:hello"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(lines);
+    writer.join().unwrap();
+    assert!(replies >= 20_000, "only {replies} replies before the end");
+    assert!(broadcast, "the busy client never got the broadcast ({replies} replies)");
+    assert!(told, "the busy client was never told to reconnect ({replies} replies)");
+    drop(sender);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+}
+
 #[test]
 fn metrics_are_exported_in_prometheus_format() {
     let server = Server::start("serve", &[]);

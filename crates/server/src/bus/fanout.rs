@@ -19,7 +19,7 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -94,14 +94,15 @@ pub enum Delivery {
     Closed,
 }
 
-/// One client's view of the fan-out.
+/// One client's view of the fan-out. It is polled through a [`WakeFlag`]
+/// the caller owns, so that a connection waits on it and on its other
+/// wakes with one registration.
 pub struct Subscription {
     // The stream keeps one boxed receive future alive between polls, so a
     // client is registered once rather than on every loop of its handler;
     // the flag spares that loop the channel's shared lock each time it
     // polls the stream without a broadcast having come.
     stream: BroadcastStream<Arc<Broadcast>>,
-    flag: WakeFlag,
     sent: Arc<AtomicU64>,
     /// `sent` when the stream last had nothing to give.
     seen: u64,
@@ -140,12 +141,7 @@ impl Fanout {
 
     /// A new subscriber, receiving what is delivered from now on.
     pub fn subscribe(&self) -> Subscription {
-        Subscription {
-            stream: BroadcastStream::new(self.tx.subscribe()),
-            flag: WakeFlag::default(),
-            sent: self.sent.clone(),
-            seen: 0,
-        }
+        Subscription { stream: BroadcastStream::new(self.tx.subscribe()), sent: self.sent.clone(), seen: 0 }
     }
 
     /// Number of current subscribers.
@@ -155,26 +151,34 @@ impl Fanout {
 }
 
 impl Subscription {
-    /// Waits for the next delivery. Cancel-safe.
-    pub async fn next(&mut self) -> Delivery {
-        let (flag, stream) = (&mut self.flag, &mut self.stream);
-        Self::delivery(poll_fn(|cx| flag.poll(cx, |cx| stream.poll_next_unpin(cx))).await)
+    /// Waits for the next delivery, polled through `flag`. Cancel-safe.
+    pub async fn next(&mut self, flag: &mut WakeFlag) -> Delivery {
+        poll_fn(|cx| flag.poll(cx, |cx| self.poll_next(cx))).await
+    }
+
+    /// Polls for the next delivery. `cx` must always be the same flag's
+    /// (see [`WakeFlag::poll`]): another waker would take the channel's
+    /// lock to replace the one registered.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Delivery> {
+        self.stream.poll_next_unpin(cx).map(Self::delivery)
     }
 
     /// The next delivery if one is there already, without waiting. When
     /// nothing was delivered since the stream last came up empty, this is
     /// one atomic load: polling the channel instead would take the lock
     /// every subscriber shares (measured: the largest user-space cost of a
-    /// command). A delivery this misses is not lost: the next
-    /// [`Subscription::next`] gets it.
-    pub fn try_next(&mut self) -> Option<Delivery> {
+    /// command). A delivery this misses is not lost: the next poll through
+    /// `flag` gets it.
+    pub fn try_next(&mut self, flag: &mut WakeFlag) -> Option<Delivery> {
         let sent = self.sent.load(Ordering::Acquire);
         if sent == self.seen {
             return None;
         }
-        let stream = &mut self.stream;
-        match self.flag.poll_now(|cx| stream.poll_next_unpin(cx)) {
-            Poll::Ready(next) => Some(Self::delivery(next)),
+        match flag.poll_now(|cx| self.poll_next(cx)) {
+            Poll::Ready(next) => Some(next),
+            // Pending with the task's budget used up says nothing of the
+            // channel: look again next time.
+            Poll::Pending if !tokio::task::coop::has_budget_remaining() => None,
             Poll::Pending => {
                 self.seen = sent;
                 None
@@ -216,41 +220,41 @@ mod tests {
     #[tokio::test]
     async fn every_subscriber_gets_every_line_once() {
         let f = Fanout::new(8);
-        let mut a = f.subscribe();
-        let mut b = f.subscribe();
+        let (mut a, mut fa) = (f.subscribe(), WakeFlag::default());
+        let (mut b, mut fb) = (f.subscribe(), WakeFlag::default());
         assert_eq!(f.deliver(b"hi"), 2);
-        assert_eq!(a.next().await.text(), "hi\n");
-        assert_eq!(b.next().await.text(), "hi\n");
+        assert_eq!(a.next(&mut fa).await.text(), "hi\n");
+        assert_eq!(b.next(&mut fb).await.text(), "hi\n");
     }
 
     #[tokio::test]
     async fn try_next_takes_what_is_there_and_never_waits() {
         let f = Fanout::new(8);
-        let mut a = f.subscribe();
-        assert!(a.try_next().is_none());
+        let (mut a, mut fa) = (f.subscribe(), WakeFlag::default());
+        assert!(a.try_next(&mut fa).is_none());
         f.deliver(b"1");
         f.deliver(b"2");
-        assert_eq!(a.try_next().map(Delivery::text).as_deref(), Some("1\n"));
-        assert_eq!(a.try_next().map(Delivery::text).as_deref(), Some("2\n"));
-        assert!(a.try_next().is_none());
-        assert!(a.try_next().is_none());
+        assert_eq!(a.try_next(&mut fa).map(Delivery::text).as_deref(), Some("1\n"));
+        assert_eq!(a.try_next(&mut fa).map(Delivery::text).as_deref(), Some("2\n"));
+        assert!(a.try_next(&mut fa).is_none());
+        assert!(a.try_next(&mut fa).is_none());
         // Sent before it subscribed: never its own, and no reason to look again.
-        let mut late = f.subscribe();
-        assert!(late.try_next().is_none());
+        let (mut late, mut fl) = (f.subscribe(), WakeFlag::default());
+        assert!(late.try_next(&mut fl).is_none());
         f.deliver(b"3");
-        assert_eq!(late.try_next().map(Delivery::text).as_deref(), Some("3\n"));
-        let next = tokio::time::timeout(std::time::Duration::from_secs(5), a.next()).await;
+        assert_eq!(late.try_next(&mut fl).map(Delivery::text).as_deref(), Some("3\n"));
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), a.next(&mut fa)).await;
         assert_eq!(next.expect("a delivery after an empty try_next is not missed").text(), "3\n");
     }
 
     #[tokio::test]
     async fn a_subscriber_waiting_after_an_empty_try_next_is_woken() {
         let f = Fanout::new(8);
-        let mut a = f.subscribe();
+        let (mut a, mut fa) = (f.subscribe(), WakeFlag::default());
         f.deliver(b"1");
-        assert_eq!(a.try_next().map(Delivery::text).as_deref(), Some("1\n"));
-        assert!(a.try_next().is_none(), "came up empty: now waiting on the flag");
-        let waiter = tokio::spawn(async move { (a.next().await.text(), a.next().await.text()) });
+        assert_eq!(a.try_next(&mut fa).map(Delivery::text).as_deref(), Some("1\n"));
+        assert!(a.try_next(&mut fa).is_none(), "came up empty: now waiting on the flag");
+        let waiter = tokio::spawn(async move { (a.next(&mut fa).await.text(), a.next(&mut fa).await.text()) });
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
@@ -264,20 +268,20 @@ mod tests {
     #[tokio::test]
     async fn slow_subscriber_is_told_it_lagged() {
         let f = Fanout::new(2);
-        let mut slow = f.subscribe();
+        let (mut slow, mut fs) = (f.subscribe(), WakeFlag::default());
         for i in 0..5u8 {
             f.deliver(&[b'0' + i]);
         }
-        assert!(matches!(slow.next().await, Delivery::Lagged(3)));
+        assert!(matches!(slow.next(&mut fs).await, Delivery::Lagged(3)));
     }
 
     #[tokio::test]
     async fn a_broadcast_is_settled_when_the_last_subscriber_is_done() {
         let f = Fanout::new(8);
-        let mut a = f.subscribe();
+        let (mut a, mut fa) = (f.subscribe(), WakeFlag::default());
         let b = f.subscribe();
         f.deliver(b"x");
-        let Delivery::Line(pushed) = a.next().await else { panic!() };
+        let Delivery::Line(pushed) = a.next(&mut fa).await else { panic!() };
         let broadcast = pushed.0.clone();
         assert_eq!(broadcast.left.load(Ordering::Acquire), 2);
         drop(pushed);

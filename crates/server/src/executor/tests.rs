@@ -81,7 +81,8 @@ async fn brd_reaches_every_subscriber_and_has_no_direct_reply() {
     let mut s2 = e.bus().subscribe();
     assert_eq!(run(&e, &a, &format!("brd:{t}:hello: all")).await, "");
     for s in [&mut s1, &mut s2] {
-        let Delivery::Line(pushed) = s.next().await else { panic!("no line") };
+        let mut flag = playground_common::quiet::WakeFlag::default();
+        let Delivery::Line(pushed) = s.next(&mut flag).await else { panic!("no line") };
         assert_eq!(pushed.line(), &Bytes::from_static(b"hello: all\n"));
     }
 }

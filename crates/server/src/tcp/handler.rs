@@ -20,13 +20,14 @@
 //! or line deadline, the grace period, shutdown): there is no polling. Its state is
 //! kept small because a server holds hundreds of thousands of them.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use playground_common::quiet::Cancelled;
 use playground_protocol::{CommandKind, Ending, ErrorReply, Frame, ProtocolError, RECONNECT, Reply, trim_packet};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,11 +38,16 @@ use tracing::debug;
 use super::Shared;
 use super::codec::{FramingCodec, Input, READ_BUFFER};
 use super::limits::{Buckets, Limit};
-use crate::bus::{Delivery, Pushed, Subscription};
+use super::waits::{self, Waits};
+use crate::bus::{Delivery, Pushed};
 use crate::executor::{Peer, Session, Transport};
 
 /// Replies to pipelined commands are gathered up to this size per write.
 const MAX_BATCH: usize = 64 * 1024;
+
+/// A connection whose socket stayed ready this many reads in a row looks at
+/// shutdown and broadcasts before it reads again.
+const LOOK_EVERY: u32 = 16;
 
 /// Why a connection ended (for logs and metrics).
 #[derive(Debug)]
@@ -107,6 +113,16 @@ enum Wake {
     LineTimeout,
 }
 
+impl From<waits::Ready> for Wake {
+    fn from(ready: waits::Ready) -> Self {
+        match ready {
+            waits::Ready::Reconnect => Wake::Reconnect,
+            waits::Ready::Push(delivery) => Wake::Push(delivery),
+            waits::Ready::Idle => Wake::Idle,
+        }
+    }
+}
+
 async fn serve<R, W>(reader: R, mut writer: W, addr: SocketAddr, shared: &Shared) -> End
 where
     R: AsyncRead + Unpin,
@@ -118,36 +134,57 @@ where
     // ending wait: boxed so that a decided connection pays one pointer.
     let mut grace: Option<Pin<Box<Sleep>>> = None;
     let mut counted = false;
-    let mut broadcasts = shared.executor.bus().subscribe();
+    let mut waits = Waits::new(shared.lifecycle.reconnect.clone(), shared.executor.bus().subscribe());
     let peer = Peer { addr, transport: Transport::Tcp };
     let mut session = Session::default();
     let buckets = shared.quotas.buckets();
     let conn = Conn { peer: &peer, buckets: &buckets, shared };
-    let mut reconnect = Cancelled::new(shared.lifecycle.reconnect.clone());
     // The idle deadline moves on every command, but the timer is only re-armed
     // when it fires early: re-arming a timer per command would cost a lock.
     let mut last_command = Instant::now();
     let idle = sleep_until(last_command + shared.idle_timeout);
     tokio::pin!(idle);
-    // When the line being read must be complete; set while one is.
-    let mut line_deadline: Option<Instant> = None;
+    // When the line being read must be complete; armed while one is.
+    let mut line_timer: Option<Pin<Box<Sleep>>> = None;
+    // Reads in a row that found the socket ready, without a look at the rest.
+    let mut unlooked = 0u32;
 
     loop {
-        let waiting = grace.is_some();
-        // In this order, not at random: shutdown first (its own flag),
-        // then the socket. A ready socket then ends the select before the
-        // branches below are polled; they are polled whenever it is not
-        // ready, so none of them waits on a busy client for long.
-        let wake = tokio::select! {
-            biased;
-            _ = &mut reconnect => Wake::Reconnect,
-            frame = frames.next() => Wake::Read(frame),
-            _ = async { grace.as_mut().expect("guarded").await }, if waiting => Wake::GraceOver,
-            // Broadcasts wait while the bytes of an undecided first command do.
-            delivery = broadcasts.next(), if !waiting => Wake::Push(delivery),
-            _ = &mut idle => Wake::Idle,
-            _ = async { sleep_until(line_deadline.expect("guarded")).await }, if line_deadline.is_some() => Wake::LineTimeout,
-        };
+        // Broadcasts wait while the bytes of an undecided first command do.
+        let push = grace.is_none();
+        // The socket first: when it is ready, nothing else is polled, since
+        // a look at shutdown, broadcasts and the idle timer would cost a
+        // cache miss per reply. When it is not ready, everything is. Two
+        // exceptions keep a client that never lets its socket run dry from
+        // holding the rest off: the line and grace timers, armed only while
+        // a command is incomplete, go first; and after LOOK_EVERY replies
+        // in a row without a wait, shutdown and broadcasts do once.
+        let look_first = unlooked >= LOOK_EVERY;
+        let wake = poll_fn(|cx| {
+            if let Some(line) = &mut line_timer
+                && line.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Wake::LineTimeout);
+            }
+            if let Some(grace) = &mut grace
+                && grace.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Wake::GraceOver);
+            }
+            if look_first {
+                unlooked = 0;
+                if let Poll::Ready(ready) = waits.poll(cx, idle.as_mut(), push) {
+                    return Poll::Ready(ready.into());
+                }
+            }
+            if let Poll::Ready(frame) = frames.poll_next_unpin(cx) {
+                unlooked += 1;
+                return Poll::Ready(Wake::Read(frame));
+            }
+            unlooked = 0;
+            waits.poll(cx, idle.as_mut(), push).map(Wake::from)
+        })
+        .await;
         let frame = match wake {
             Wake::Reconnect => return say_reconnect(&mut frames, &mut writer, shared).await,
             Wake::Read(frame) => frame,
@@ -173,7 +210,7 @@ where
                 let mut taken = vec![first];
                 // Broadcasts that came in a burst go out in the same write:
                 // lines keep their boundaries, packets must not be merged.
-                if !packet && let Err(end) = take_waiting(&mut broadcasts, &addr, false, &mut out, &mut taken, shared) {
+                if !packet && let Err(end) = take_waiting(&mut waits, &addr, false, &mut out, &mut taken, shared) {
                     return end;
                 }
                 if !write(&mut writer, &out, shared).await {
@@ -187,6 +224,7 @@ where
                     return End::Idle;
                 }
                 idle.as_mut().reset(deadline);
+                waits.idle_moved();
                 continue;
             }
             Wake::LineTimeout => {
@@ -203,7 +241,7 @@ where
             grace = Some(Box::pin(sleep(shared.framing_grace)));
             continue;
         }
-        track_line(&frame, &mut line_deadline, shared.line_timeout);
+        track_line(&frame, &mut line_timer, shared.line_timeout);
         if frame == Input::LineStarted {
             continue;
         }
@@ -226,7 +264,7 @@ where
         // Broadcasts taken into this write, kept until it is done.
         let mut taken = Vec::new();
         loop {
-            if let Err(end) = take_waiting(&mut broadcasts, &addr, packet, &mut out, &mut taken, shared) {
+            if let Err(end) = take_waiting(&mut waits, &addr, packet, &mut out, &mut taken, shared) {
                 return end;
             }
             if out.len() >= MAX_BATCH || !frames.read_buffer().contains(&b'\n') {
@@ -234,7 +272,7 @@ where
             }
             match frames.next().now_or_never() {
                 Some(Some(Ok(frame))) => {
-                    track_line(&frame, &mut line_deadline, shared.line_timeout);
+                    track_line(&frame, &mut line_timer, shared.line_timeout);
                     reply_to(frame, &conn, &mut session, &mut out).await
                 }
                 _ => break,
@@ -247,14 +285,15 @@ where
     }
 }
 
-/// Keeps the line deadline: set when a line starts (or turns out too long
-/// before it started), cleared when one ends.
-fn track_line(frame: &Input, deadline: &mut Option<Instant>, timeout: Duration) {
+/// Keeps the line timer: armed when a line starts (or turns out too long
+/// before it started), dropped when one ends. Boxed, so that a connection
+/// without a partial line pays one pointer.
+fn track_line(frame: &Input, timer: &mut Option<Pin<Box<Sleep>>>, timeout: Duration) {
     match frame {
         Input::LineStarted | Input::Line(Frame::TooLong) => {
-            deadline.get_or_insert_with(|| Instant::now() + timeout);
+            timer.get_or_insert_with(|| Box::pin(sleep(timeout)));
         }
-        Input::Line(Frame::Line(_)) => *deadline = None,
+        Input::Line(Frame::Line(_)) => *timer = None,
         Input::Packet(_) | Input::Pending => {}
     }
 }
@@ -274,14 +313,14 @@ fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Pushed, End> {
 /// Appends the broadcasts already waiting to `out`, in the connection's
 /// framing, and keeps each in `taken` until it is written.
 fn take_waiting(
-    broadcasts: &mut Subscription,
+    waits: &mut Waits,
     addr: &SocketAddr,
     packet: bool,
     out: &mut BytesMut,
     taken: &mut Vec<Pushed>,
     shared: &Shared,
 ) -> Result<(), End> {
-    while let Some(delivery) = broadcasts.try_next() {
+    while let Some(delivery) = waits.try_delivery() {
         let pushed = pushed(delivery, addr)?;
         out.extend_from_slice(framed(pushed.line(), packet));
         taken.push(pushed);

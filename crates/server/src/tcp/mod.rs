@@ -9,6 +9,7 @@ mod handler;
 mod limits;
 mod listener;
 pub mod tls;
+mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
