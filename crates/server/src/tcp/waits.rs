@@ -6,14 +6,16 @@
 //! and broadcasts cost two registrations per reply, and the idle timer a
 //! third; behind one flag they cost one, and none at all while the socket
 //! has more to read (the handler polls the socket first). Only when the
-//! flag was raised (one of them woke) are they polled themselves.
+//! flag was raised (one of them woke) are they polled themselves; the
+//! reconnect wait then checks a flag of its own before it takes the
+//! token's shared lock.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use playground_common::quiet::WakeFlag;
+use playground_common::quiet::{Cancelled, WakeFlag};
 use tokio::time::Sleep;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Delivery, Subscription};
 
@@ -21,7 +23,10 @@ use crate::bus::{Delivery, Subscription};
 /// handler's, pinned in its task, and polled through [`Waits::poll`]).
 pub struct Waits {
     flag: WakeFlag,
-    reconnect: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Behind a flag of its own too: polling the token's future takes a
+    /// lock every connection shares, and every broadcast raises the
+    /// connection's flag.
+    reconnect: Cancelled,
     broadcasts: Subscription,
 }
 
@@ -38,7 +43,7 @@ pub enum Ready {
 impl Waits {
     /// Waits for `reconnect` to be cancelled and for `broadcasts`.
     pub fn new(reconnect: CancellationToken, broadcasts: Subscription) -> Self {
-        Waits { flag: WakeFlag::default(), reconnect: Box::pin(reconnect.cancelled_owned()), broadcasts }
+        Waits { flag: WakeFlag::default(), reconnect: Cancelled::new(reconnect), broadcasts }
     }
 
     /// Whether one of them woke since they were last polled.
@@ -53,7 +58,7 @@ impl Waits {
     pub fn poll(&mut self, cx: &mut Context<'_>, idle: Pin<&mut Sleep>, push: bool) -> Poll<Ready> {
         let (reconnect, broadcasts) = (&mut self.reconnect, &mut self.broadcasts);
         let ready = self.flag.poll(cx, |cx| {
-            if reconnect.as_mut().poll(cx).is_ready() {
+            if Pin::new(&mut *reconnect).poll(cx).is_ready() {
                 return Poll::Ready(Ready::Reconnect);
             }
             if push && let Poll::Ready(delivery) = broadcasts.poll_next(cx) {
