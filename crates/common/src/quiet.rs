@@ -93,14 +93,6 @@ impl WakeFlag {
         result
     }
 
-    /// Whether [`WakeFlag::poll`] would poll the inner futures: one of
-    /// them was woken since, or the last poll did not end Pending. One
-    /// atomic load and no registration: a task may look before it polls
-    /// other work, to give these precedence.
-    pub fn raised(&self) -> bool {
-        !self.armed || self.signal.woken.load(Ordering::SeqCst)
-    }
-
     /// Makes the next [`WakeFlag::poll`] poll the inner futures, woken or
     /// not: after one of them was skipped, or changed (a timer reset), so
     /// that it registers again.
@@ -183,6 +175,38 @@ mod tests {
         let got = rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), consumer).await });
         producer.join().unwrap();
         assert_eq!(got.expect("a wake was lost: the task waits forever").unwrap(), N);
+    }
+
+    /// What the flag is for: an inner future that said Pending is not
+    /// polled again until it wakes the flag, nor after `poll_now`'s Pending;
+    /// `disarm` makes the next poll look regardless.
+    #[test]
+    fn the_inner_future_is_polled_again_only_after_a_wake() {
+        let mut flag = WakeFlag::default();
+        let (polls, waker) = (std::cell::Cell::new(0), futures::task::noop_waker());
+        let mut cx = Context::from_waker(&waker);
+        let stored = std::cell::RefCell::new(None);
+        let mut poll = |flag: &mut WakeFlag| {
+            flag.poll(&mut cx, |inner| {
+                polls.set(polls.get() + 1);
+                *stored.borrow_mut() = Some(inner.waker().clone());
+                Poll::<()>::Pending
+            })
+        };
+        for _ in 0..3 {
+            assert!(poll(&mut flag).is_pending());
+        }
+        assert_eq!(polls.get(), 1, "polled again without a wake");
+        assert!(flag.poll_now(|_| Poll::<()>::Pending).is_pending());
+        assert!(poll(&mut flag).is_pending());
+        assert_eq!(polls.get(), 1, "a Pending poll_now must not disarm");
+        let woken = stored.borrow_mut().take();
+        woken.unwrap().wake();
+        assert!(poll(&mut flag).is_pending());
+        assert_eq!(polls.get(), 2, "a wake must let the next poll through");
+        flag.disarm();
+        assert!(poll(&mut flag).is_pending());
+        assert_eq!(polls.get(), 3, "disarm must let the next poll through");
     }
 
     #[tokio::test]

@@ -224,8 +224,11 @@ fn sigterm_drains_then_sends_reconnect_and_exits_zero() {
     assert!(server.log().contains("Telling clients to reconnect"));
 }
 
-/// The connection's task reads its socket before it looks at shutdown and
-/// broadcasts; a client that never stops sending must still get both.
+/// A client that never stops sending still gets broadcasts and, at
+/// shutdown, `reconnect`, over a real socket. (The connection reads its
+/// socket before it looks at the rest; the unit test
+/// `a_socket_that_never_runs_dry_still_hears_of_shutdown` holds the look
+/// that makes this so when tokio's budget alone would not.)
 #[test]
 fn a_client_that_never_stops_sending_still_gets_broadcasts_and_reconnect() {
     use std::io::{BufRead, Write};

@@ -265,6 +265,19 @@ mod tests {
         assert_eq!(got, ("2\n".to_string(), "3\n".to_string()));
     }
 
+    /// A task whose tokio budget is used up gets Pending from the channel
+    /// whatever it holds: that must not count as having looked.
+    #[tokio::test]
+    async fn a_pending_for_want_of_budget_is_not_taken_for_an_empty_channel() {
+        let f = Fanout::new(8);
+        let (mut a, mut fa) = (f.subscribe(), WakeFlag::default());
+        f.deliver(b"1");
+        while tokio::task::consume_budget().now_or_never().is_some() {}
+        assert!(a.try_next(&mut fa).is_none(), "no budget: the channel is not read");
+        tokio::task::yield_now().await;
+        assert_eq!(a.try_next(&mut fa).map(Delivery::text).as_deref(), Some("1\n"));
+    }
+
     #[tokio::test]
     async fn slow_subscriber_is_told_it_lagged() {
         let f = Fanout::new(2);

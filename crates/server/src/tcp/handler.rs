@@ -448,6 +448,57 @@ mod tests {
     use crate::executor::Executor;
     use crate::tcp::Shared;
 
+    /// A client whose bytes never run out: every read is a buffer full of
+    /// `msg:x` lines, at once (no tokio budget is spent on it, as none is on
+    /// a socket that has data before its budget runs out). At read `at` it
+    /// begins shutdown; it ends after `reads`.
+    struct Endless {
+        reads: u32,
+        at: u32,
+        last: u32,
+        shutdown: Option<Lifecycle>,
+    }
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.reads += 1;
+            if self.reads == self.at
+                && let Some(lifecycle) = self.shutdown.take()
+            {
+                lifecycle.reconnect.cancel();
+                lifecycle.close.cancel();
+            }
+            if self.reads <= self.last {
+                while buf.remaining() >= 6 {
+                    buf.put_slice(b"msg:x\n");
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Shutdown is not held off by a client that never lets the socket run
+    /// dry: the connection looks at it every LOOK_EVERY reads and says
+    /// `reconnect` (without that look, this client would be served until
+    /// its bytes ran out).
+    #[tokio::test]
+    async fn a_socket_that_never_runs_dry_still_hears_of_shutdown() {
+        let opts = TcpOptions::from_args(&[]);
+        let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
+        let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
+        let client = Endless { reads: 0, at: 100, last: 10_000, shutdown: Some(shared.lifecycle.clone()) };
+        let mut written = Vec::new();
+        let end = serve(client, &mut written, "127.0.0.1:9".parse().unwrap(), &shared).await;
+        assert!(matches!(end, End::Reconnect), "ended {end:?}");
+        assert!(written.ends_with(b"x\nreconnect\n"), "no reconnect after the replies");
+        let replies = written.len() / 2;
+        assert!(replies < 100 * 21 + 21 * LOOK_EVERY as usize, "{replies} replies after shutdown began");
+    }
+
     /// Every connection's task is as large as its largest state, also while
     /// it idles: the TLS handshake and stream must not be part of a plain
     /// connection's (they made it 1.4 KB larger, 3.1 KB in all).
