@@ -171,7 +171,7 @@ pub async fn execute(plan: &Plan, cancel: CancellationToken, progress: Progress)
         (d, s) => d.or(s),
     };
     // Marks this run's broadcasts and keys, apart from other runs on the same server.
-    let tag = format!("{:08x}", fastrand::u32(..));
+    let tag = run_tag();
     let ctx = Arc::new(Context {
         stats: Stats::default(),
         ledger: Arc::new(Ledger::new(&tag)),
@@ -313,4 +313,33 @@ async fn monitor(ctx: Arc<Context>, mut progress: Progress, stop: CancellationTo
     timeline.sample_stats(ctx.start.elapsed(), &ctx.stats, warming);
     progress.finish();
     timeline
+}
+
+/// A tag for one run, unlike any other run's: from std's `RandomState`,
+/// whose keys come from the operating system's randomness. With the
+/// clock-seeded `fastrand`, the two load processes of one `scripts/scale`
+/// run once had the same tag: each took the other's broadcasts for
+/// duplicates of its own (and none as another run's), and their clients
+/// shared memcached keys, so they read each other's values.
+fn run_tag() -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{:08x}", random as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Tags made at once, on threads of their own, all differ.
+    #[test]
+    fn run_tags_made_together_differ() {
+        let tags: Vec<String> = (0..8)
+            .map(|_| std::thread::spawn(super::run_tag))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = tags.iter().collect();
+        assert_eq!(distinct.len(), tags.len(), "{tags:?}");
+        assert!(tags.iter().all(|t| t.len() == 8 && t.chars().all(|c| c.is_ascii_hexdigit())));
+    }
 }
