@@ -199,7 +199,7 @@ svc_main() {
     -h | --help | help) usage && exit 0 ;;
     esac
     if [[ $cmd == restart ]]; then
-        do_stop && do_start
+        do_stop && do_start "$@"
     elif [[ $cmd =~ ^[a-z]+$ ]] && declare -F "do_$cmd" >/dev/null; then
         "do_$cmd" "$@"
     else
