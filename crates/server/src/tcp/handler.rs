@@ -123,35 +123,55 @@ impl From<waits::Ready> for Wake {
     }
 }
 
+/// What a connection reads or writes on every reply, kept in one struct.
+/// A task's future lays its locals out wherever they fit around the
+/// futures it awaits, so they were spread over about eight cache lines of
+/// a 1.9 KB future; at 1,000 connections each of those lines is a cache
+/// miss per reply (docs/performance.md, "Hot state in one place"). The
+/// fields of one struct stay next to each other.
+struct Hot<R> {
+    frames: FramedRead<R, FramingCodec>,
+    waits: Waits,
+    /// When the line being read must be complete; armed while one is.
+    line_timer: Option<Pin<Box<Sleep>>>,
+    /// Armed only while the framing is undecided and bytes without a line
+    /// ending wait: boxed so that a decided connection pays one pointer.
+    grace: Option<Pin<Box<Sleep>>>,
+    /// When the last command came: the idle deadline counts from it.
+    last_command: Instant,
+    /// Reads in a row that found the socket ready, without a look at the rest.
+    unlooked: u32,
+    /// Whether the connection's framing was counted in the metrics.
+    counted: bool,
+}
+
 async fn serve<R, W>(reader: R, mut writer: W, addr: SocketAddr, shared: &Shared) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let codec = FramingCodec::new(shared.framing, shared.max_line);
-    let mut frames = FramedRead::with_capacity(reader, codec, READ_BUFFER);
-    // Armed only while the framing is undecided and bytes without a line
-    // ending wait: boxed so that a decided connection pays one pointer.
-    let mut grace: Option<Pin<Box<Sleep>>> = None;
-    let mut counted = false;
-    let mut waits = Waits::new(shared.lifecycle.reconnect.clone(), shared.executor.bus().subscribe());
+    let mut hot = Hot {
+        frames: FramedRead::with_capacity(reader, codec, READ_BUFFER),
+        waits: Waits::new(shared.lifecycle.reconnect.clone(), shared.executor.bus().subscribe()),
+        line_timer: None,
+        grace: None,
+        last_command: Instant::now(),
+        unlooked: 0,
+        counted: false,
+    };
     let peer = Peer { addr, transport: Transport::Tcp };
     let mut session = Session::default();
     let buckets = shared.quotas.buckets();
     let conn = Conn { peer: &peer, buckets: &buckets, shared };
     // The idle deadline moves on every command, but the timer is only re-armed
     // when it fires early: re-arming a timer per command would cost a lock.
-    let mut last_command = Instant::now();
-    let idle = sleep_until(last_command + shared.idle_timeout);
+    let idle = sleep_until(hot.last_command + shared.idle_timeout);
     tokio::pin!(idle);
-    // When the line being read must be complete; armed while one is.
-    let mut line_timer: Option<Pin<Box<Sleep>>> = None;
-    // Reads in a row that found the socket ready, without a look at the rest.
-    let mut unlooked = 0u32;
 
     loop {
         // Broadcasts wait while the bytes of an undecided first command do.
-        let push = grace.is_none();
+        let push = hot.grace.is_none();
         // The socket first: when it is ready, nothing else is polled, since
         // a look at shutdown, broadcasts and the idle timer would cost a
         // cache miss per reply. When it is not ready, everything is. Two
@@ -159,43 +179,43 @@ where
         // holding the rest off: the line and grace timers, armed only while
         // a command is incomplete, go first; and after LOOK_EVERY replies
         // in a row without a wait, shutdown and broadcasts do once.
-        let look_first = unlooked >= LOOK_EVERY;
+        let look_first = hot.unlooked >= LOOK_EVERY;
         let wake = poll_fn(|cx| {
-            if let Some(line) = &mut line_timer
+            if let Some(line) = &mut hot.line_timer
                 && line.as_mut().poll(cx).is_ready()
             {
                 return Poll::Ready(Wake::LineTimeout);
             }
-            if let Some(grace) = &mut grace
+            if let Some(grace) = &mut hot.grace
                 && grace.as_mut().poll(cx).is_ready()
             {
                 return Poll::Ready(Wake::GraceOver);
             }
             if look_first {
-                unlooked = 0;
-                if let Poll::Ready(ready) = waits.poll(cx, idle.as_mut(), push) {
+                hot.unlooked = 0;
+                if let Poll::Ready(ready) = hot.waits.poll(cx, idle.as_mut(), push) {
                     return Poll::Ready(ready.into());
                 }
             }
-            if let Poll::Ready(frame) = frames.poll_next_unpin(cx) {
-                unlooked += 1;
+            if let Poll::Ready(frame) = hot.frames.poll_next_unpin(cx) {
+                hot.unlooked += 1;
                 return Poll::Ready(Wake::Read(frame));
             }
-            unlooked = 0;
-            waits.poll(cx, idle.as_mut(), push).map(Wake::from)
+            hot.unlooked = 0;
+            hot.waits.poll(cx, idle.as_mut(), push).map(Wake::from)
         })
         .await;
         let frame = match wake {
-            Wake::Reconnect => return say_reconnect(&mut frames, &mut writer, shared).await,
+            Wake::Reconnect => return say_reconnect(&mut hot.frames, &mut writer, shared).await,
             Wake::Read(frame) => frame,
             // Bytes that arrived as the timer fired still belong to the
             // first command; if there are none, the grace period is over:
             // the original's packet framing, and the waiting bytes its first
             // command.
-            Wake::GraceOver => frames.next().now_or_never().unwrap_or_else(|| {
-                let mut buf = std::mem::take(frames.read_buffer_mut());
-                let first = frames.decoder_mut().decide_packet(&mut buf);
-                *frames.read_buffer_mut() = buf;
+            Wake::GraceOver => hot.frames.next().now_or_never().unwrap_or_else(|| {
+                let mut buf = std::mem::take(hot.frames.read_buffer_mut());
+                let first = hot.frames.decoder_mut().decide_packet(&mut buf);
+                *hot.frames.read_buffer_mut() = buf;
                 Some(Ok(Input::Packet(first)))
             }),
             Wake::Push(delivery) => {
@@ -205,12 +225,12 @@ where
                     Err(end) => return end,
                 };
                 shared.metrics.delivered.increment(1);
-                let packet = frames.decoder().is_packet();
+                let packet = hot.frames.decoder().is_packet();
                 let mut out = BytesMut::from(framed(first.line(), packet));
                 let mut taken = vec![first];
                 // Broadcasts that came in a burst go out in the same write:
                 // lines keep their boundaries, packets must not be merged.
-                if !packet && let Err(end) = take_waiting(&mut waits, &addr, false, &mut out, &mut taken, shared) {
+                if !packet && let Err(end) = take_waiting(&mut hot.waits, &addr, false, &mut out, &mut taken, shared) {
                     return end;
                 }
                 if !write(&mut writer, &out, shared).await {
@@ -219,12 +239,12 @@ where
                 continue;
             }
             Wake::Idle => {
-                let deadline = last_command + shared.idle_timeout;
+                let deadline = hot.last_command + shared.idle_timeout;
                 if Instant::now() >= deadline {
                     return End::Idle;
                 }
                 idle.as_mut().reset(deadline);
-                waits.idle_moved();
+                hot.waits.idle_moved();
                 continue;
             }
             Wake::LineTimeout => {
@@ -238,19 +258,19 @@ where
             return if frame.is_none() { End::ClientClosed } else { End::Io };
         };
         if frame == Input::Pending {
-            grace = Some(Box::pin(sleep(shared.framing_grace)));
+            hot.grace = Some(Box::pin(sleep(shared.framing_grace)));
             continue;
         }
-        track_line(&frame, &mut line_timer, shared.line_timeout);
+        track_line(&frame, &mut hot.line_timer, shared.line_timeout);
         if frame == Input::LineStarted {
             continue;
         }
-        grace = None;
-        if !counted {
-            counted = true;
-            shared.metrics.framing(frames.decoder().is_packet());
+        hot.grace = None;
+        if !hot.counted {
+            hot.counted = true;
+            shared.metrics.framing(hot.frames.decoder().is_packet());
         }
-        last_command = Instant::now();
+        hot.last_command = Instant::now();
         let mut out = BytesMut::new();
         reply_to(frame, &conn, &mut session, &mut out).await;
         // Pipelined commands already buffered get their replies in the same write.
@@ -260,19 +280,19 @@ where
         // Broadcasts that arrived meanwhile go out with them: a client that
         // pipelines `brd` reads its own messages as they come instead of
         // falling CLIENT_QUEUE behind and being taken for a slow reader.
-        let packet = frames.decoder().is_packet();
+        let packet = hot.frames.decoder().is_packet();
         // Broadcasts taken into this write, kept until it is done.
         let mut taken = Vec::new();
         loop {
-            if let Err(end) = take_waiting(&mut waits, &addr, packet, &mut out, &mut taken, shared) {
+            if let Err(end) = take_waiting(&mut hot.waits, &addr, packet, &mut out, &mut taken, shared) {
                 return end;
             }
-            if out.len() >= MAX_BATCH || !frames.read_buffer().contains(&b'\n') {
+            if out.len() >= MAX_BATCH || !hot.frames.read_buffer().contains(&b'\n') {
                 break;
             }
-            match frames.next().now_or_never() {
+            match hot.frames.next().now_or_never() {
                 Some(Some(Ok(frame))) => {
-                    track_line(&frame, &mut line_timer, shared.line_timeout);
+                    track_line(&frame, &mut hot.line_timer, shared.line_timeout);
                     reply_to(frame, &conn, &mut session, &mut out).await
                 }
                 _ => break,
