@@ -46,6 +46,18 @@ pub struct Peer {
     pub transport: Transport,
 }
 
+/// A parsed command that needs a backend (a memcached round trip or a Kafka
+/// publication): [`Executor::execute_now`] hands it back, and
+/// [`Executor::execute_backend`] runs it. Handed around boxed: it is as
+/// large as its command's fields, and the allocation is small beside the
+/// round trip that follows.
+#[derive(Debug)]
+pub struct Backend {
+    command: Command,
+    kind: Option<CommandKind>,
+    started: Instant,
+}
+
 /// Runs commands for every transport.
 pub struct Executor {
     cache: Arc<dyn Cache>,
@@ -87,6 +99,21 @@ impl Executor {
         session: Option<&mut Session>,
         metrics: &CommandMetrics,
     ) -> Reply {
+        match self.execute_now(line, peer, metrics) {
+            Ok(reply) => reply,
+            Err(backend) => self.execute_backend(backend, peer, session, metrics).await,
+        }
+    }
+
+    /// [`Executor::execute`] in two steps, for a caller that answers most
+    /// commands without awaiting anything: parses `line` and runs it at
+    /// once when it needs no backend (`msg`, and every refusal), recording
+    /// it in `metrics`; a command that needs one comes back, to be run by
+    /// [`Executor::execute_backend`]. A connection's task that awaits
+    /// nothing for `msg` writes no future into its state, which at 1,000
+    /// connections is a cache miss per line of it (docs/performance.md,
+    /// "No future on the echo path").
+    pub fn execute_now(&self, line: Bytes, peer: &Peer, metrics: &CommandMetrics) -> Result<Reply, Box<Backend>> {
         let started = Instant::now();
         let kind = CommandKind::of_line(&line);
         let reply = match kind {
@@ -97,10 +124,26 @@ impl Executor {
                 ErrorReply::TcpOnly(k.word()).into()
             }
             _ => match parse(line) {
-                Ok(command) => self.run(command, peer, session).await,
+                Ok(Command::Msg { content }) => msg::run(content),
+                Ok(command) => return Err(Box::new(Backend { command, kind, started })),
                 Err(e) => e.into(),
             },
         };
+        metrics.record(kind, !reply.is_error(), started.elapsed());
+        Ok(reply)
+    }
+
+    /// Runs a command that [`Executor::execute_now`] handed back, and
+    /// records it in `metrics` from when it started.
+    pub async fn execute_backend(
+        &self,
+        backend: Box<Backend>,
+        peer: &Peer,
+        session: Option<&mut Session>,
+        metrics: &CommandMetrics,
+    ) -> Reply {
+        let Backend { command, kind, started } = *backend;
+        let reply = self.run(command, peer, session).await;
         metrics.record(kind, !reply.is_error(), started.elapsed());
         reply
     }

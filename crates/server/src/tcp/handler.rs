@@ -23,7 +23,7 @@
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +40,7 @@ use super::codec::{FramingCodec, Input, READ_BUFFER};
 use super::limits::{Buckets, Limit};
 use super::waits::{self, Waits};
 use crate::bus::{Delivery, Pushed};
-use crate::executor::{Peer, Session, Transport};
+use crate::executor::{Backend, Peer, Session, Transport};
 
 /// Replies to pipelined commands are gathered up to this size per write.
 const MAX_BATCH: usize = 64 * 1024;
@@ -272,7 +272,9 @@ where
         }
         hot.last_command = Instant::now();
         let mut out = BytesMut::new();
-        reply_to(frame, &conn, &mut session, &mut out).await;
+        if let Some((backend, ending)) = reply_now(frame, &conn, &mut out) {
+            reply_later(backend, ending, &conn, &mut session, &mut out).await;
+        }
         // Pipelined commands already buffered get their replies in the same write.
         // `now_or_never` never waits for the socket: a buffered `\n` may
         // only end a discarded over-long line. (A packet connection never has
@@ -293,13 +295,23 @@ where
             match hot.frames.next().now_or_never() {
                 Some(Some(Ok(frame))) => {
                     track_line(&frame, &mut hot.line_timer, shared.line_timeout);
-                    reply_to(frame, &conn, &mut session, &mut out).await
+                    if let Some((backend, ending)) = reply_now(frame, &conn, &mut out) {
+                        reply_later(backend, ending, &conn, &mut session, &mut out).await;
+                    }
                 }
                 _ => break,
             }
         }
-        if !out.is_empty() && !write(&mut writer, &out, shared).await {
-            return End::SlowReader;
+        // What the socket takes at once (nearly always all of it) is written
+        // without a future; only the rest waits, with the write timeout.
+        match write_now(&mut writer, &out) {
+            Ok(n) => {
+                shared.metrics.bytes_out.increment(n as u64);
+                if n < out.len() && !write(&mut writer, &out[n..], shared).await {
+                    return End::SlowReader;
+                }
+            }
+            Err(_) => return End::SlowReader,
         }
         drop(taken);
     }
@@ -363,12 +375,13 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    /// Runs one command in `session` unless a rate limit refuses it.
-    async fn execute(&self, command: Bytes, session: &mut Session) -> Reply {
+    /// Runs one command at once unless it needs a backend (handed back) or
+    /// a rate limit refuses it.
+    fn execute_now(&self, command: Bytes) -> Result<Reply, Box<Backend>> {
         let shared = self.shared;
         let kind = CommandKind::of_line(&command);
         match self.buckets.admit(kind) {
-            Ok(()) => shared.executor.execute(command, self.peer, Some(session), &shared.commands).await,
+            Ok(()) => shared.executor.execute_now(command, self.peer, &shared.commands),
             Err(limit) => {
                 match limit {
                     Limit::Command => &shared.metrics.rate_limited_command,
@@ -376,45 +389,82 @@ impl Conn<'_> {
                 }
                 .increment(1);
                 shared.commands.record(kind, false, Duration::ZERO);
-                ErrorReply::RateLimited.into()
+                Ok(ErrorReply::RateLimited.into())
             }
         }
     }
 }
 
 /// Runs one frame and appends its reply (if any) to `out`, in the frame's
-/// framing. A packet that is not a known command gets no reply, as with the
-/// original; it is counted.
-async fn reply_to(input: Input, conn: &Conn<'_>, session: &mut Session, out: &mut BytesMut) {
+/// framing, unless its command needs a backend: that one comes back, with
+/// the ending its reply needs, for [`reply_later`]. Not async, so that a
+/// `msg` builds no future in the connection's task. A packet that is not a
+/// known command gets no reply, as with the original; it is counted.
+fn reply_now(input: Input, conn: &Conn<'_>, out: &mut BytesMut) -> Option<(Box<Backend>, Ending)> {
     let shared = conn.shared;
     let (reply, ending) = match input {
         Input::Line(Frame::Line(line)) => {
             shared.metrics.bytes_in.increment(line.len() as u64 + 1);
             let content_len = line.len() - usize::from(line.last() == Some(&b'\r'));
-            let reply =
-                if content_len > shared.max_line { too_long(shared) } else { conn.execute(line, session).await };
+            let reply = if content_len > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(line) };
             (reply, Ending::Newline)
         }
-        Input::Line(Frame::TooLong) => (too_long(shared), Ending::Newline),
+        Input::Line(Frame::TooLong) => (Ok(too_long(shared)), Ending::Newline),
         Input::Packet(read) => {
             shared.metrics.bytes_in.increment(read.len() as u64);
             let command = trim_packet(read);
-            let reply =
-                if command.len() > shared.max_line { too_long(shared) } else { conn.execute(command, session).await };
-            if reply == Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)) {
+            let reply = if command.len() > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(command) };
+            if matches!(&reply, Ok(Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)))) {
                 shared.metrics.packets_ignored.increment(1);
-                return;
+                return None;
             }
             (reply, Ending::Bare)
         }
-        Input::Pending | Input::LineStarted => return,
+        Input::Pending | Input::LineStarted => return None,
     };
+    match reply {
+        Ok(reply) => {
+            reply.encode(out, ending);
+            None
+        }
+        Err(backend) => Some((backend, ending)),
+    }
+}
+
+/// Runs a command [`reply_now`] handed back and appends its reply to `out`.
+async fn reply_later(
+    backend: Box<Backend>,
+    ending: Ending,
+    conn: &Conn<'_>,
+    session: &mut Session,
+    out: &mut BytesMut,
+) {
+    let shared = conn.shared;
+    let reply = shared.executor.execute_backend(backend, conn.peer, Some(session), &shared.commands).await;
     reply.encode(out, ending);
 }
 
 fn too_long(shared: &Shared) -> Reply {
     shared.commands.record(None, false, Duration::ZERO);
     ProtocolError::LineTooLong.into()
+}
+
+/// Writes as much of `data` as the socket takes now, and says how much.
+/// Not async, so that a reply that fits the socket buffer builds no future
+/// in the connection's task; the waker it leaves behind when the socket is
+/// full is replaced by the task's when [`write`] polls for the rest.
+fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8]) -> std::io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut done = 0;
+    while done < data.len() {
+        match Pin::new(&mut *writer).poll_write(&mut cx, &data[done..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Pending => break,
+        }
+    }
+    Ok(done)
 }
 
 /// Writes `data`; false when the client did not accept it in time.
@@ -517,6 +567,53 @@ mod tests {
         assert!(written.ends_with(b"x\nreconnect\n"), "no reconnect after the replies");
         let replies = written.len() / 2;
         assert!(replies < 100 * 21 + 21 * LOOK_EVERY as usize, "{replies} replies after shutdown began");
+    }
+
+    /// A socket that takes `room` more bytes, then is full.
+    struct Tight {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl AsyncWrite for Tight {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            self.room -= n;
+            self.taken.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A reply the socket takes only in part is written as far as it goes
+    /// at once; the rest is left to `write`, which finishes it once there
+    /// is room, and gives up after WRITE_TIMEOUT while there is none.
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_the_socket_takes_in_part_is_finished_by_the_timed_write() {
+        let opts = TcpOptions::from_args(&[]);
+        let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
+        let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
+        let mut socket = Tight { taken: Vec::new(), room: 5 };
+        assert_eq!(write_now(&mut socket, b"hello world\n").unwrap(), 5);
+        assert_eq!(write_now(&mut socket, b" world\n").unwrap(), 0, "a full socket takes nothing");
+        assert!(!write(&mut socket, b" world\n", &shared).await, "no room until the write timeout");
+        socket.room = 100;
+        assert!(write(&mut socket, b" world\n", &shared).await);
+        assert_eq!(socket.taken, b"hello world\n");
     }
 
     /// Every connection's task is as large as its largest state, also while
