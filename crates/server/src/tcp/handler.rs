@@ -127,8 +127,9 @@ impl From<waits::Ready> for Wake {
 /// A task's future lays its locals out wherever they fit around the
 /// futures it awaits, so they were spread over about eight cache lines of
 /// a 1.9 KB future; at 1,000 connections each of those lines is a cache
-/// miss per reply (docs/performance.md, "Hot state in one place"). The
-/// fields of one struct stay next to each other.
+/// miss per reply (docs/performance.md, "Link-time optimisation, and the
+/// hot state in one place"). The fields of one struct stay next to each
+/// other.
 struct Hot<R> {
     frames: FramedRead<R, FramingCodec>,
     waits: Waits,
