@@ -303,16 +303,14 @@ where
                 _ => break,
             }
         }
-        // What the socket takes at once (nearly always all of it) is written
-        // without a future; only the rest waits, with the write timeout.
-        match write_now(&mut writer, &out) {
-            Ok(n) => {
-                shared.metrics.bytes_out.increment(n as u64);
-                if n < out.len() && !write(&mut writer, &out[n..], shared).await {
-                    return End::SlowReader;
-                }
-            }
-            Err(_) => return End::SlowReader,
+        // `write`, spelled out: what the socket takes at once (nearly always
+        // all of it) is written without building `write`'s future in the task.
+        let written = match write_now(&mut writer, &out, shared) {
+            Some(n) => n == out.len() || write_rest(&mut writer, &out[n..], shared).await,
+            None => false,
+        };
+        if !written {
+            return End::SlowReader;
         }
         drop(taken);
     }
@@ -450,38 +448,44 @@ fn too_long(shared: &Shared) -> Reply {
     ProtocolError::LineTooLong.into()
 }
 
-/// Writes as much of `data` as the socket takes now, and says how much.
-/// Not async, so that a reply that fits the socket buffer builds no future
-/// in the connection's task; the waker it leaves behind when the socket is
-/// full is replaced by the task's when [`write`] polls for the rest.
-fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8]) -> std::io::Result<usize> {
+/// Writes as much of `data` as the socket takes now, counts it, and says
+/// how much (`None`: the connection failed). Not async, so that a reply
+/// that fits the socket buffer builds no future in the connection's task;
+/// the waker it leaves behind when the socket is full is replaced by the
+/// task's when [`write_rest`] polls for the rest.
+fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> Option<usize> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut done = 0;
     while done < data.len() {
         match Pin::new(&mut *writer).poll_write(&mut cx, &data[done..]) {
-            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => done += n,
-            Poll::Ready(Err(error)) => return Err(error),
+            Poll::Ready(Ok(n)) if n > 0 => done += n,
+            Poll::Ready(_) => return None,
             Poll::Pending => break,
         }
     }
-    Ok(done)
+    if done > 0 {
+        shared.metrics.bytes_out.increment(done as u64);
+    }
+    Some(done)
 }
 
-/// Writes `data`; false when the client did not accept it in time.
-async fn write<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
-    let write = writer.write_all(data);
-    tokio::pin!(write);
-    // Most writes fit the socket buffer at once: the timer (a clock read
-    // and a timer entry) is only set up for one that has to wait.
-    let written = match (&mut write).now_or_never() {
-        Some(result) => result.is_ok(),
-        None => matches!(tokio::time::timeout(shared.write_timeout, write).await, Ok(Ok(()))),
-    };
+/// What the socket did not take at once: waits for room, and gives up
+/// after WRITE_TIMEOUT (false). Only a write that has to wait sets up the
+/// timer (a clock read and a timer entry).
+async fn write_rest<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
+    let written = matches!(tokio::time::timeout(shared.write_timeout, writer.write_all(data)).await, Ok(Ok(())));
     if written {
         shared.metrics.bytes_out.increment(data.len() as u64);
     }
     written
+}
+
+/// Writes `data`; false when the client did not accept it in time.
+async fn write<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
+    match write_now(writer, data, shared) {
+        Some(n) => n == data.len() || write_rest(writer, &data[n..], shared).await,
+        None => false,
+    }
 }
 
 /// Shutdown: sends `reconnect` in the connection's framing, then waits for
@@ -609,8 +613,8 @@ mod tests {
         let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
         let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
         let mut socket = Tight { taken: Vec::new(), room: 5 };
-        assert_eq!(write_now(&mut socket, b"hello world\n").unwrap(), 5);
-        assert_eq!(write_now(&mut socket, b" world\n").unwrap(), 0, "a full socket takes nothing");
+        assert_eq!(write_now(&mut socket, b"hello world\n", &shared), Some(5));
+        assert_eq!(write_now(&mut socket, b" world\n", &shared), Some(0), "a full socket takes nothing");
         assert!(!write(&mut socket, b" world\n", &shared).await, "no room until the write timeout");
         socket.room = 100;
         assert!(write(&mut socket, b" world\n", &shared).await);
