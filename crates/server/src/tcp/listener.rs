@@ -71,11 +71,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, permits: Arc<Sema
             tokio::spawn(refuse(stream, shared.write_timeout));
             continue;
         };
-        let shared = shared.clone();
-        shared.lifecycle.tasks.clone().spawn(async move {
-            handle(stream, addr, &shared).await;
-            drop(permit);
-        });
+        shared.lifecycle.tasks.spawn(handle(stream, addr, shared.clone(), permit));
     }
     info!("Stopped accepting connections");
 }
