@@ -676,6 +676,8 @@ mod tests {
         let task_size =
             std::mem::size_of_val(&handle(TcpStream::connect(addr).await.unwrap(), addr, shared.clone(), permit));
         assert!(task_size <= serve_size + 256, "task {task_size} bytes, its loop {serve_size}");
-        assert!(task_size <= 1024, "a connection's task takes {task_size} bytes");
+        // 880 bytes now; with the `async fn`s back it is 1,008, with the
+        // rare awaits inline 1,448.
+        assert!(task_size <= 960, "a connection's task takes {task_size} bytes");
     }
 }
