@@ -286,7 +286,11 @@ pub struct MemcachedOptions {
     /// MEMCACHED_TIMEOUT).
     #[arg(long, env = "MEMCACHED_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub memcached_max_in_flight: u32,
-    /// Time limit for one memcached operation (connecting included).
+    /// Time memcached has to answer a request once it is written (and to
+    /// accept a connection). A connection whose oldest request goes
+    /// unanswered that long is closed, and every request on it fails. Time
+    /// spent waiting to be written, or for a busy server to read a reply
+    /// that came in time, does not count.
     #[arg(long, env = "MEMCACHED_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub memcached_timeout: Duration,
     /// How often MEMCACHED_SERVICE is resolved again to follow nodes coming and going.

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hashring::HashRing;
-use tokio::time::timeout;
 use tracing::{info, warn};
 
 use self::codec::{Reply, Request};
-use self::pipeline::Connection;
+use self::pipeline::{CallError, Connection};
 use super::{Cache, CacheError, CacheKey};
 use crate::config::MemcachedOptions;
 use crate::metrics::{CacheFailure, CacheOp, MemcachedMetrics};
@@ -47,7 +46,7 @@ impl Node {
     }
 
     /// The next connection in turn, opened if it is not open.
-    async fn connection(&self, opts: &MemcachedOptions) -> Result<Arc<Connection>, CacheError> {
+    async fn connection(&self, opts: &MemcachedOptions) -> Result<Arc<Connection>, CallError> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         let open = |s: &Option<Arc<Connection>>| s.as_ref().filter(|c| !c.is_closed()).cloned();
         if let Some(c) = open(&slot.lock().unwrap_or_else(|p| p.into_inner())) {
@@ -143,36 +142,34 @@ impl MemcachedCache {
         self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Sends `request` to the node that owns `key` under the operation time
-    /// limit, and records its time and failure. A request that times out
-    /// closes its connection (see [`pipeline`]).
+    /// Sends `request` to the node that owns `key`, and records its time and
+    /// failure. No timer here: the connection fails its requests when
+    /// memcached leaves one unanswered for MEMCACHED_TIMEOUT (see
+    /// [`pipeline`]), so a busy server is never taken for a slow memcached.
     async fn call(&self, op: CacheOp, key: &CacheKey, request: Request) -> Result<Reply, CacheError> {
         let start = Instant::now();
-        let topology = self.current();
-        let mut used = None;
-        let result = timeout(self.opts.memcached_timeout, async {
-            let node = topology.ring.get(&key.as_bytes()).ok_or_else(|| CacheError("no memcached node".into()))?;
-            let node = topology.nodes.get(&node.addr).ok_or_else(|| CacheError("no connections for node".into()))?;
-            let conn = used.insert(node.connection(&self.opts).await?);
-            match conn.call(request).await? {
-                Reply::ServerError(e) => Err(CacheError(format!("memcached {}: {e}", node.addr))),
-                Reply::NotStored => Err(CacheError(format!("memcached {}: not stored", node.addr))),
-                reply => Ok(reply),
-            }
-        })
-        .await;
+        let result = self.send(key, request).await;
         let failure = match &result {
-            Err(_) => Some(CacheFailure::Timeout),
-            Ok(Err(_)) => Some(CacheFailure::Error),
-            Ok(Ok(_)) => None,
+            Err(CallError::TimedOut) => Some(CacheFailure::Timeout),
+            Err(CallError::Failed(_)) | Ok(Reply::ServerError(_) | Reply::NotStored) => Some(CacheFailure::Error),
+            Ok(_) => None,
         };
         self.metrics.record(op, start.elapsed(), failure);
-        if result.is_err()
-            && let Some(conn) = used
-        {
-            conn.close();
+        match result {
+            Ok(Reply::ServerError(e)) => Err(CacheError(format!("memcached: {e}"))),
+            Ok(Reply::NotStored) => Err(CacheError("memcached: not stored".into())),
+            Ok(reply) => Ok(reply),
+            Err(CallError::TimedOut) => Err(CacheError("memcached timed out".into())),
+            Err(CallError::Failed(e)) => Err(e),
         }
-        result.map_err(|_| CacheError("memcached timed out".into()))?
+    }
+
+    async fn send(&self, key: &CacheKey, request: Request) -> Result<Reply, CallError> {
+        let topology = self.current();
+        let none = |what: &str| CallError::Failed(CacheError(what.into()));
+        let node = topology.ring.get(&key.as_bytes()).ok_or_else(|| none("no memcached node"))?;
+        let node = topology.nodes.get(&node.addr).ok_or_else(|| none("no connections for node"))?;
+        node.connection(&self.opts).await?.call(request).await
     }
 }
 
