@@ -282,8 +282,8 @@ pub struct MemcachedOptions {
     #[arg(long, env = "MEMCACHED_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memcached_pool_size: u32,
     /// Requests that may queue to be written on one memcached connection, and
-    /// as many written and awaiting their reply; more wait for room (within
-    /// MEMCACHED_TIMEOUT).
+    /// as many written and awaiting their reply; more wait for room (which
+    /// comes, or the connection times out and they fail).
     #[arg(long, env = "MEMCACHED_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub memcached_max_in_flight: u32,
     /// Time memcached has to answer a request once it is written (and to
