@@ -27,6 +27,9 @@ use tokio::task::JoinHandle;
 /// MEMCACHED_TIMEOUT here, and the step between the tests' events.
 const TIMEOUT: Duration = Duration::from_millis(1500);
 const STEP: Duration = Duration::from_millis(300);
+/// Callers carry no timer of their own: a command still unanswered after
+/// this long hangs, which fails the test rather than stalling it.
+const HANG: Duration = Duration::from_secs(30);
 
 /// The real memcached's address, or `None` (the test is skipped, unless
 /// PLAYGROUND_REQUIRE_SERVICES says the services must be there).
@@ -141,7 +144,8 @@ fn value(s: &'static str) -> Bytes {
 
 const TTL: Duration = Duration::from_secs(60);
 
-/// Starts `set key v` on `runtime`, as a client's command would.
+/// Starts `set key v` on `runtime`, as a client's command would; it fails
+/// the test if it is never answered.
 fn spawn_set(
     runtime: &Runtime,
     cache: &Arc<MemcachedCache>,
@@ -149,7 +153,10 @@ fn spawn_set(
     v: &'static str,
 ) -> JoinHandle<Result<(), CacheError>> {
     let (cache, key) = (cache.clone(), key.clone());
-    runtime.spawn(async move { cache.set(&key, value(v), TTL).await })
+    runtime.spawn(async move {
+        let set = tokio::time::timeout(HANG, cache.set(&key, value(v), TTL)).await;
+        set.expect("a cache command was never answered: the connection did not time out")
+    })
 }
 
 #[test]

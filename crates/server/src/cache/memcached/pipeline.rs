@@ -216,7 +216,7 @@ async fn read_loop(
                 reply = replies.next() => return Err(match reply {
                     Some(Ok(r)) => ProtocolError::Unexpected(format!("{r:?} with no request waiting")),
                     Some(Err(e)) => e,
-                    None => ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                    None => closed(),
                 }),
             },
         };
@@ -229,7 +229,7 @@ async fn read_loop(
                 return Err(ProtocolError::Io(std::io::ErrorKind::TimedOut.into()));
             }
         };
-        let reply = reply.ok_or_else(|| ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into()))??;
+        let reply = reply.ok_or_else(closed)??;
         let Waiting { get, answer, .. } = oldest;
         let fits = match (&get, &reply) {
             (Some(key), Reply::Hit { key: got, .. }) => key == got,
@@ -243,6 +243,11 @@ async fn read_loop(
         // The caller may have stopped waiting; its reply is dropped.
         let _ = answer.send(Ok(reply));
     }
+}
+
+/// memcached closed the connection.
+fn closed() -> ProtocolError {
+    ProtocolError::Io(std::io::ErrorKind::UnexpectedEof.into())
 }
 
 /// Answers the request memcached left unanswered, and every one written
