@@ -1,8 +1,8 @@
 //! What every playground program needs, so that no program imports from
 //! another: the process options each role flattens into its arguments,
 //! durations as the original's variables spell them, how to reach Kafka,
-//! the shutdown phases and signals, the admin HTTP endpoint, logging and the
-//! metrics recorder.
+//! the shutdown phases and signals, the admin HTTP endpoint, logging, the
+//! metrics recorder and its per-thread counters.
 
 pub mod admin;
 pub mod duration;
@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod process;
 pub mod quiet;
+pub mod tally;
 pub mod telemetry;
 
 pub use duration::parse_duration;

@@ -89,6 +89,7 @@ pub fn render(handle: &PrometheusHandle) -> String {
     if let Some(process) = PROCESS.get() {
         process.collect();
     }
+    crate::tally::collect();
     handle.render()
 }
 

@@ -306,7 +306,7 @@ where
             }
             hot.last_command = Instant::now();
             let mut out = BytesMut::new();
-            if let Some((backend, ending)) = reply_now(frame, &conn, &mut out) {
+            if let Some((backend, ending)) = reply_now(frame, hot.last_command, &conn, &mut out) {
                 Box::pin(reply_later(backend, ending, &conn, &mut session, &mut out)).await;
             }
             // Pipelined commands already buffered get their replies in the same write.
@@ -329,7 +329,7 @@ where
                 match hot.frames.next().now_or_never() {
                     Some(Some(Ok(frame))) => {
                         track_line(&frame, &mut hot.line_timer, shared.line_timeout);
-                        if let Some((backend, ending)) = reply_now(frame, &conn, &mut out) {
+                        if let Some((backend, ending)) = reply_now(frame, hot.last_command, &conn, &mut out) {
                             Box::pin(reply_later(backend, ending, &conn, &mut session, &mut out)).await;
                         }
                     }
@@ -408,13 +408,13 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    /// Runs one command at once unless it needs a backend (handed back) or
-    /// a rate limit refuses it.
-    fn execute_now(&self, command: Bytes) -> Result<Reply, Box<Backend>> {
+    /// Runs one command, read at `read_at`, at once unless it needs a
+    /// backend (handed back) or a rate limit refuses it.
+    fn execute_now(&self, command: Bytes, read_at: Instant) -> Result<Reply, Box<Backend>> {
         let shared = self.shared;
         let kind = CommandKind::of_line(&command);
         match self.buckets.admit(kind) {
-            Ok(()) => shared.executor.execute_now(command, self.peer, &shared.commands),
+            Ok(()) => shared.executor.execute_now(command, self.peer, &shared.commands, read_at.into_std()),
             Err(limit) => {
                 match limit {
                     Limit::Command => &shared.metrics.rate_limited_command,
@@ -428,25 +428,27 @@ impl Conn<'_> {
     }
 }
 
-/// Runs one frame and appends its reply (if any) to `out`, in the frame's
+/// Runs one frame, read at `read_at`, and appends its reply (if any) to `out`, in the frame's
 /// framing, unless its command needs a backend: that one comes back, with
 /// the ending its reply needs, for [`reply_later`]. Not async, so that a
 /// `msg` builds no future in the connection's task. A packet that is not a
 /// known command gets no reply, as with the original; it is counted.
-fn reply_now(input: Input, conn: &Conn<'_>, out: &mut BytesMut) -> Option<(Box<Backend>, Ending)> {
+fn reply_now(input: Input, read_at: Instant, conn: &Conn<'_>, out: &mut BytesMut) -> Option<(Box<Backend>, Ending)> {
     let shared = conn.shared;
     let (reply, ending) = match input {
         Input::Line(Frame::Line(line)) => {
             shared.metrics.bytes_in.increment(line.len() as u64 + 1);
             let content_len = line.len() - usize::from(line.last() == Some(&b'\r'));
-            let reply = if content_len > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(line) };
+            let reply =
+                if content_len > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(line, read_at) };
             (reply, Ending::Newline)
         }
         Input::Line(Frame::TooLong) => (Ok(too_long(shared)), Ending::Newline),
         Input::Packet(read) => {
             shared.metrics.bytes_in.increment(read.len() as u64);
             let command = trim_packet(read);
-            let reply = if command.len() > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(command) };
+            let reply =
+                if command.len() > shared.max_line { Ok(too_long(shared)) } else { conn.execute_now(command, read_at) };
             if matches!(&reply, Ok(Reply::Error(ErrorReply::Protocol(ProtocolError::UnknownCommand)))) {
                 shared.metrics.packets_ignored.increment(1);
                 return None;
