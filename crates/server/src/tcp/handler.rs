@@ -428,9 +428,9 @@ impl Conn<'_> {
     }
 }
 
-/// Runs one frame, read at `read_at`, and appends its reply (if any) to `out`, in the frame's
-/// framing, unless its command needs a backend: that one comes back, with
-/// the ending its reply needs, for [`reply_later`]. Not async, so that a
+/// Runs one frame, read at `read_at`, and appends its reply (if any) to
+/// `out`, in the frame's framing, unless its command needs a backend: that
+/// one comes back, with the ending its reply needs, for [`reply_later`]. Not async, so that a
 /// `msg` builds no future in the connection's task. A packet that is not a
 /// known command gets no reply, as with the original; it is counted.
 fn reply_now(input: Input, read_at: Instant, conn: &Conn<'_>, out: &mut BytesMut) -> Option<(Box<Backend>, Ending)> {
