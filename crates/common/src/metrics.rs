@@ -84,13 +84,16 @@ fn described(catalogue: &'static str) -> impl Iterator<Item = (&'static str, &'s
     })
 }
 
-/// Renders `/metrics`, with the `process_*` figures read now.
+/// Renders `/metrics`, with the `process_*` figures read now and the
+/// per-thread counters and histograms ([`crate::tally`]) added up.
 pub fn render(handle: &PrometheusHandle) -> String {
     if let Some(process) = PROCESS.get() {
         process.collect();
     }
     crate::tally::collect();
-    handle.render()
+    let mut text = handle.render();
+    crate::tally::histogram::render(&mut text, |name| described(CATALOGUE).find(|d| d.0 == name).map(|d| d.2));
+    text
 }
 
 #[cfg(test)]

@@ -3,13 +3,15 @@
 //!
 //! Handles are resolved once and kept in structs, so the request path never
 //! looks a metric up by name. The counters bumped on every command, byte
-//! count and broadcast delivery are [`Tally`]s, counted per thread, so that
-//! the cores do not pass their cache lines back and forth on every reply.
+//! count and broadcast delivery are [`Tally`]s, and the command latency
+//! histogram a [`TallyHistogram`]: counted per thread, so that the cores do
+//! not pass their cache lines back and forth on every reply.
 
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
-use playground_common::tally::Tally;
+use playground_common::metrics::LATENCY_BUCKETS;
+use playground_common::tally::{Tally, TallyHistogram};
 use playground_protocol::CommandKind;
 
 /// The `command` label of lines that name no command.
@@ -112,7 +114,7 @@ impl Default for KafkaMetrics {
 pub struct CommandMetrics {
     ok: Vec<Tally>,
     error: Vec<Tally>,
-    latency: Vec<Histogram>,
+    latency: Vec<TallyHistogram>,
 }
 
 impl CommandMetrics {
@@ -129,7 +131,10 @@ impl CommandMetrics {
                 .collect()
         };
         let latency = labels()
-            .map(|c| histogram!("playground_command_duration_seconds", "transport" => transport, "command" => c))
+            .map(|c| {
+                let labels = [("transport", transport), ("command", c)];
+                TallyHistogram::new("playground_command_duration_seconds", &labels, &LATENCY_BUCKETS)
+            })
             .collect();
         CommandMetrics { ok: per("ok"), error: per("error"), latency }
     }
@@ -138,7 +143,7 @@ impl CommandMetrics {
     pub fn record(&self, kind: Option<CommandKind>, ok: bool, elapsed: Duration) {
         let i = kind.map_or(CommandKind::ALL.len(), CommandKind::index);
         if ok { &self.ok[i] } else { &self.error[i] }.increment(1);
-        self.latency[i].record(elapsed.as_secs_f64());
+        self.latency[i].record(elapsed);
     }
 }
 
