@@ -8,17 +8,20 @@
 //! cache lines bounce between cores on every command. A [`WakeFlag`] polls
 //! such a future with a waker of its own, which raises a flag before waking
 //! the task: until the flag goes up, polling it again cannot give anything
-//! new, and costs the task's registration in the flag (uncontended: the
-//! flag is the connection's own) and one atomic load instead. Neither tokio
-//! nor tokio-util has such a wrapper, hence these few lines.
+//! new, and costs one atomic load instead. The task stays registered in the
+//! flag through wakes, so a task that polls again registers nothing: no
+//! locked instruction on the flag's cache line, which a connection touches
+//! after every reply and which, at thousands of connections, is rarely in
+//! the core's cache (docs/performance.md, "A wake flag that keeps its
+//! task"). Neither tokio nor tokio-util has such a wrapper, hence these few
+//! lines.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures::task::AtomicWaker;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Polls inner futures (or streams) with its own waker, and again only
@@ -29,6 +32,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 pub struct WakeFlag {
     signal: Arc<Signal>,
     waker: Waker,
+    /// The task registered in `signal`, to tell without touching it
+    /// whether a poll comes from another.
+    task: Option<Waker>,
     /// The inner one said Pending and has not woken its waker since.
     armed: bool,
 }
@@ -37,7 +43,9 @@ pub struct WakeFlag {
 #[derive(Default)]
 struct Signal {
     woken: AtomicBool,
-    task: AtomicWaker,
+    /// Kept, not taken, by a wake (unlike an `AtomicWaker`): only a poll
+    /// from another task replaces it. Locked by a wake and by such a poll.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for Signal {
@@ -47,14 +55,19 @@ impl Wake for Signal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
-        self.task.wake();
+        // Woken under the lock: cloning the waker out first would cost an
+        // atomic on the task's reference count for every wake, and a waker
+        // only schedules its task, it does not poll it here.
+        if let Some(task) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner) {
+            task.wake_by_ref();
+        }
     }
 }
 
 impl Default for WakeFlag {
     fn default() -> Self {
         let signal = Arc::<Signal>::default();
-        WakeFlag { waker: Waker::from(signal.clone()), signal, armed: false }
+        WakeFlag { waker: Waker::from(signal.clone()), signal, task: None, armed: false }
     }
 }
 
@@ -62,14 +75,19 @@ impl WakeFlag {
     /// Polls the inner future (`poll` is handed the flag's own context) for
     /// the task of `cx`, unless it is waiting and was not woken since.
     pub fn poll<T>(&mut self, cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        // The task is registered on every poll, before the flag is read
-        // (for the same task this is two uncontended atomics, no clone). A
-        // wake raises the flag and then takes the registered task: one that
-        // comes after the read below finds this task registered; one whose
-        // flag came before a lowering, and whose take only now, takes the
-        // task registered here and wakes it, so it polls again. Registering
-        // only when the task changed lost exactly that wake.
-        self.signal.task.register(cx.waker());
+        // Another task (or the first) is registered, and the inner one is
+        // polled whether or not the flag is up: a wake before the
+        // registration may have gone to the task before, or to none. Any
+        // wake the inner one gives after this poll comes from a registration
+        // made after this one, so it finds this task. With the same task,
+        // nothing is registered: a wake never takes the task out, so one
+        // that comes after the flag is read below finds this task, and one
+        // that came before raised the flag the read sees.
+        if !self.task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+            *self.signal.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            self.task = Some(cx.waker().clone());
+            self.armed = false;
+        }
         if self.armed && !self.signal.woken.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
@@ -207,6 +225,49 @@ mod tests {
         flag.disarm();
         assert!(poll(&mut flag).is_pending());
         assert_eq!(polls.get(), 3, "disarm must let the next poll through");
+    }
+
+    /// A task that counts its wakes.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicU32);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A wake does not take the task out of the flag: polled again by the
+    /// same task, which registers nothing, the flag still wakes it, wake
+    /// after wake; a poll from another task registers that one, and looks
+    /// at the inner future whether or not the flag is up.
+    #[test]
+    fn the_task_stays_registered_through_wakes_until_another_polls() {
+        let (first, second) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
+        let (first_waker, second_waker) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let mut flag = WakeFlag::default();
+        let (polls, inner) = (std::cell::Cell::new(0), std::cell::RefCell::new(None));
+        let poll = |flag: &mut WakeFlag, task: &Waker| {
+            flag.poll(&mut Context::from_waker(task), |cx| {
+                polls.set(polls.get() + 1);
+                *inner.borrow_mut() = Some(cx.waker().clone());
+                Poll::<()>::Pending
+            })
+        };
+        let wake_inner = || inner.borrow().as_ref().unwrap().wake_by_ref();
+        assert!(poll(&mut flag, &first_waker).is_pending());
+        for round in 1..=3 {
+            wake_inner();
+            assert_eq!(first.0.load(Ordering::SeqCst), round, "wake {round} did not reach the task");
+            assert!(poll(&mut flag, &first_waker).is_pending());
+            assert_eq!(polls.get(), round + 1);
+        }
+        assert!(poll(&mut flag, &first_waker).is_pending());
+        assert_eq!(polls.get(), 4, "polled again without a wake");
+        assert!(poll(&mut flag, &second_waker).is_pending());
+        assert_eq!(polls.get(), 5, "another task's first poll must look at the inner future");
+        wake_inner();
+        assert_eq!((first.0.load(Ordering::SeqCst), second.0.load(Ordering::SeqCst)), (3, 1));
     }
 
     #[tokio::test]
