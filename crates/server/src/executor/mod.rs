@@ -99,7 +99,8 @@ impl Executor {
         session: Option<&mut Session>,
         metrics: &CommandMetrics,
     ) -> Reply {
-        match self.execute_now(line, peer, metrics, Instant::now()) {
+        let kind = CommandKind::of_line(&line);
+        match self.execute_now(line, kind, peer, metrics, Instant::now()) {
             Ok(reply) => reply,
             Err(backend) => self.execute_backend(backend, peer, session, metrics).await,
         }
@@ -114,15 +115,17 @@ impl Executor {
     /// connections is a cache miss per line of it (docs/performance.md,
     /// "No future on the echo path"). Its latency is measured from
     /// `started`: a connection passes the time it read the line, which it
-    /// has taken anyway (one clock read fewer per command).
+    /// has taken anyway (one clock read fewer per command). `kind` is
+    /// [`CommandKind::of_line`] of `line`, which a caller that applies rate
+    /// limits has found already.
     pub fn execute_now(
         &self,
         line: Bytes,
+        kind: Option<CommandKind>,
         peer: &Peer,
         metrics: &CommandMetrics,
         started: Instant,
     ) -> Result<Reply, Box<Backend>> {
-        let kind = CommandKind::of_line(&line);
         let reply = match kind {
             // The transport rule, decided once, by kind: over UDP a TCP-only
             // command is refused even when it is malformed, since fixing its

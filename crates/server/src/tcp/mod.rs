@@ -4,6 +4,7 @@
 //! packet framing), runs them through the shared executor and pushes
 //! broadcasts, within the connection's rate [`limits`].
 
+mod answer;
 pub mod codec;
 mod handler;
 mod limits;
