@@ -12,9 +12,8 @@
 //! flag through wakes, so a task that polls again registers nothing: no
 //! locked instruction on the flag's cache line, which a connection touches
 //! after every reply and which, at thousands of connections, is rarely in
-//! the core's cache (docs/performance.md, "A wake flag that keeps its
-//! task"). Neither tokio nor tokio-util has such a wrapper, hence these few
-//! lines.
+//! the core's cache (docs/performance.md, "Counted, not timed"). Neither
+//! tokio nor tokio-util has such a wrapper, hence these few lines.
 
 use std::future::Future;
 use std::pin::Pin;

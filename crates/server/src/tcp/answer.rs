@@ -9,9 +9,9 @@
 //! finished by a future that only that case allocates. So the reply buffer
 //! and the batch's state live on the stack: held in the connection's task
 //! across those awaits, they were written into its state on every reply, a
-//! cache line more per reply at 1,000 connections (docs/performance.md, "An
-//! answer without an await"). The reply buffer itself is the thread's: a
-//! batch written whole gives it back, so a reply allocates nothing.
+//! cache line more per reply at 1,000 connections (docs/performance.md,
+//! "Counted, not timed"). The reply buffer itself is the thread's: a batch
+//! written whole gives it back, so a reply allocates nothing.
 
 use std::cell::Cell;
 use std::time::Duration;
