@@ -28,14 +28,19 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// it, so that the inner one never holds another waker. Several inner ones
 /// may share one flag: a task that waits on them then registers once per
 /// wait instead of once for each.
+///
+/// `repr(C)`: what every poll reads (`signal`, `task`, `armed`) comes
+/// first, in one cache line with what a connection keeps after it
+/// (docs/performance.md, "Fewer cache lines per reply").
+#[repr(C)]
 pub struct WakeFlag {
     signal: Arc<Signal>,
-    waker: Waker,
     /// The task registered in `signal`, to tell without touching it
     /// whether a poll comes from another.
     task: Option<Waker>,
     /// The inner one said Pending and has not woken its waker since.
     armed: bool,
+    waker: Waker,
 }
 
 /// What the inner future wakes: a flag, then the task.

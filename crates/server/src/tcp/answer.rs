@@ -35,8 +35,9 @@ const MAX_BATCH: usize = 64 * 1024;
 /// What running a command needs of its connection.
 pub(super) struct Conn<'a> {
     pub peer: &'a Peer,
-    pub buckets: &'a Buckets,
     pub shared: &'a Shared,
+    /// The connection's rate limits.
+    pub buckets: Buckets,
 }
 
 thread_local! {
@@ -85,12 +86,11 @@ enum Wait {
 /// adds the replies to the pipelined commands already buffered and the
 /// broadcasts waiting, and writes them all, as far as that goes without
 /// an await.
-pub(super) fn answer<R, W>(hot: &mut Hot<R>, input: Input, conn: &Conn<'_>, writer: &mut W) -> Answer
+pub(super) fn answer<S>(hot: &mut Hot<'_, S>, input: Input) -> Answer
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shared = conn.shared;
+    let shared = hot.conn.shared;
     if input == Input::Pending {
         hot.grace = Some(Box::pin(sleep(shared.framing_grace)));
         return Answer::Done;
@@ -106,9 +106,9 @@ where
     }
     hot.last_command = Instant::now();
     let (mut out, mut taken) = (REPLIES.take().unwrap_or_default(), Vec::new());
-    let backend = match reply_now(input, hot.last_command, conn, &mut out) {
+    let backend = match reply_now(input, hot.last_command, &hot.conn, &mut out) {
         Some(backend) => Some(backend),
-        None => match batch(hot, conn, &mut out, &mut taken) {
+        None => match batch(hot, &mut out, &mut taken) {
             Ok(backend) => backend,
             Err(end) => return Answer::End(end),
         },
@@ -116,7 +116,7 @@ where
     if let Some((backend, ending)) = backend {
         return Answer::Later(Later { out, taken, wait: Wait::Backend(backend, ending) });
     }
-    match write_now(writer, &out, shared) {
+    match write_now(hot.frames.get_mut(), &out, shared) {
         Some(n) if n == out.len() => {
             give_back(out);
             Answer::Done
@@ -129,31 +129,23 @@ where
 impl Later {
     /// Runs the backend command, goes on with the batch (which may hand
     /// back further ones), and writes it; `Err` when the connection ends.
-    pub(super) async fn finish<R, W>(
-        mut self,
-        hot: &mut Hot<R>,
-        conn: &Conn<'_>,
-        session: &mut Session,
-        writer: &mut W,
-    ) -> Result<(), End>
+    pub(super) async fn finish<S>(mut self, hot: &mut Hot<'_, S>, session: &mut Session) -> Result<(), End>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let shared = conn.shared;
+        let (shared, peer) = (hot.conn.shared, hot.conn.peer);
         loop {
             match self.wait {
                 Wait::Backend(backend, ending) => {
-                    let reply =
-                        shared.executor.execute_backend(backend, conn.peer, Some(session), &shared.commands).await;
+                    let reply = shared.executor.execute_backend(backend, peer, Some(session), &shared.commands).await;
                     reply.encode(&mut self.out, ending);
-                    self.wait = match batch(hot, conn, &mut self.out, &mut self.taken)? {
+                    self.wait = match batch(hot, &mut self.out, &mut self.taken)? {
                         Some((backend, ending)) => Wait::Backend(backend, ending),
-                        None => Wait::Write(write_now(writer, &self.out, shared).ok_or(End::SlowReader)?),
+                        None => Wait::Write(write_now(hot.frames.get_mut(), &self.out, shared).ok_or(End::SlowReader)?),
                     };
                 }
                 Wait::Write(n) => {
-                    if n < self.out.len() && !write_rest(writer, &self.out[n..], shared).await {
+                    if n < self.out.len() && !write_rest(hot.frames.get_mut(), &self.out[n..], shared).await {
                         return Err(End::SlowReader);
                     }
                     give_back(self.out);
@@ -173,22 +165,21 @@ impl Later {
 /// `\n`: each read is taken whole.) Broadcasts go out with the replies: a
 /// client that pipelines `brd` reads its own messages as they come instead
 /// of falling CLIENT_QUEUE behind and being taken for a slow reader.
-fn batch<R: AsyncRead + Unpin>(
-    hot: &mut Hot<R>,
-    conn: &Conn<'_>,
+fn batch<S: AsyncRead + Unpin>(
+    hot: &mut Hot<'_, S>,
     out: &mut BytesMut,
     taken: &mut Vec<Pushed>,
 ) -> Result<Option<(Box<Backend>, Ending)>, End> {
     let packet = hot.frames.decoder().is_packet();
     loop {
-        take_waiting(&mut hot.waits, &conn.peer.addr, packet, out, taken, conn.shared)?;
+        take_waiting(&mut hot.waits, &hot.conn.peer.addr, packet, out, taken, hot.conn.shared)?;
         if out.len() >= MAX_BATCH || !hot.frames.read_buffer().contains(&b'\n') {
             return Ok(None);
         }
         match hot.frames.next().now_or_never() {
             Some(Some(Ok(frame))) => {
-                track_line(&frame, &mut hot.line_timer, conn.shared.line_timeout);
-                if let Some(backend) = reply_now(frame, hot.last_command, conn, out) {
+                track_line(&frame, &mut hot.line_timer, hot.conn.shared.line_timeout);
+                if let Some(backend) = reply_now(frame, hot.last_command, &hot.conn, out) {
                     return Ok(Some(backend));
                 }
             }

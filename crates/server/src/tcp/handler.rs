@@ -69,7 +69,7 @@ pub(super) enum End {
 /// large as its state (docs/performance.md, "Small connection tasks").
 #[expect(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice; see above")]
 pub fn handle(
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: SocketAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
@@ -79,10 +79,7 @@ pub fn handle(
         shared.metrics.connections.increment(1.0);
         let peer = Peer { addr, transport: Transport::Tcp };
         let end = match &shared.tls {
-            None => {
-                let (reader, writer) = stream.split();
-                serve(reader, writer, &peer, &shared).await
-            }
+            None => serve(stream, &peer, &shared).await.0,
             // Boxed: the handshake's and the TLS stream's state would otherwise
             // make every plain connection's task as large as a TLS one's.
             Some(tls) => Box::pin(serve_tls(tls, stream, &peer, &shared)).await,
@@ -104,10 +101,8 @@ pub fn handle(
 async fn serve_tls(tls: &super::Tls, stream: TcpStream, peer: &Peer, shared: &Shared) -> End {
     match tls.accept(stream).await {
         Ok(stream) => {
-            let (mut reader, mut writer) = tokio::io::split(stream);
-            let end = serve(&mut reader, &mut writer, peer, shared).await;
+            let (end, mut stream) = serve(stream, peer, shared).await;
             // close_notify, so that the client sees a clean end.
-            let mut stream = reader.unsplit(writer);
             let _ = tokio::time::timeout(shared.write_timeout, stream.shutdown()).await;
             end
         }
@@ -144,55 +139,76 @@ impl From<waits::Ready> for Wake {
 /// a 1.9 KB future; at 1,000 connections each of those lines is a cache
 /// miss per reply (docs/performance.md, "Link-time optimisation, and the
 /// hot state in one place"). The fields of one struct stay next to each
-/// other.
-pub(super) struct Hot<R> {
-    pub frames: FramedRead<R, FramingCodec>,
-    pub waits: Waits,
+/// other, and `repr(C)` keeps them in the order written: everything a
+/// reply reads or writes, the socket itself included (`frames` owns it),
+/// comes before the waits' cold tail (docs/performance.md, "Fewer cache
+/// lines per reply").
+#[repr(C)]
+pub(super) struct Hot<'a, S> {
+    /// When the last command came: the idle deadline counts from it.
+    pub last_command: Instant,
     /// When the line being read must be complete; armed while one is.
     pub line_timer: Option<Pin<Box<Sleep>>>,
     /// Armed only while the framing is undecided and bytes without a line
     /// ending wait: boxed so that a decided connection pays one pointer.
     pub grace: Option<Pin<Box<Sleep>>>,
-    /// When the last command came: the idle deadline counts from it.
-    pub last_command: Instant,
     /// Reads in a row that found the socket ready, without a look at the rest.
     unlooked: u32,
     /// Whether the connection's framing was counted in the metrics.
     pub counted: bool,
+    /// What running a command needs: the peer, the shared state, the
+    /// connection's rate-limit buckets.
+    pub conn: Conn<'a>,
+    /// The socket (or TLS stream), read through the codec; written
+    /// through [`FramedRead::get_mut`].
+    pub frames: FramedRead<S, FramingCodec>,
+    pub waits: Waits,
 }
 
-/// The connection's loop, over the socket's halves or the TLS stream's.
+/// The connection's loop, over the socket or the TLS stream, which it
+/// owns (so that it lies in the hot state) and gives back at the end.
 ///
 /// What it awaits only now and then (a backend command, the rest of a
 /// write the socket did not take at once, shutdown, a broadcast's write)
 /// it awaits boxed: held inline, those futures would be part of every
 /// connection's state, idle or not (with them inline, and an `async fn`'s
-/// second copy of each argument, a task took 1,448 bytes; it takes 720).
+/// second copy of each argument, a task took 1,448 bytes; it takes 664).
 #[expect(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice (see `handle`)")]
-fn serve<R, W>(reader: R, mut writer: W, peer: &Peer, shared: &Shared) -> impl Future<Output = End>
+fn serve<'a, S>(io: S, peer: &'a Peer, shared: &'a Shared) -> impl Future<Output = (End, S)> + 'a
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
 {
     async move {
         let codec = FramingCodec::new(shared.framing, shared.max_line);
         let mut hot = Hot {
-            frames: FramedRead::with_capacity(reader, codec, READ_BUFFER),
-            waits: Waits::new(shared.lifecycle.reconnect.clone(), shared.executor.bus().subscribe()),
+            last_command: Instant::now(),
             line_timer: None,
             grace: None,
-            last_command: Instant::now(),
             unlooked: 0,
             counted: false,
+            conn: Conn { peer, shared, buckets: shared.quotas.buckets() },
+            frames: FramedRead::with_capacity(io, codec, READ_BUFFER),
+            waits: Waits::new(shared.lifecycle.reconnect.clone(), shared.executor.bus().subscribe()),
         };
-        let addr = &peer.addr;
+        let end = serve_loop(&mut hot).await;
+        (end, hot.frames.into_inner())
+    }
+}
+
+/// The loop of [`serve`], until the connection ends.
+#[expect(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice (see `handle`)")]
+fn serve_loop<'h, S>(hot: &'h mut Hot<'_, S>) -> impl Future<Output = End> + 'h
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async move {
+        let shared = hot.conn.shared;
         let mut session = Session::default();
-        let buckets = shared.quotas.buckets();
-        let conn = Conn { peer, buckets: &buckets, shared };
         // The idle deadline moves on every command, but the timer is only re-armed
         // when it fires early: re-arming a timer per command would cost a lock.
-        let idle = sleep_until(hot.last_command + shared.idle_timeout);
-        tokio::pin!(idle);
+        // Boxed: inline, its 112 bytes would lie between the hot state and
+        // the loop's own, which every reply touches.
+        let mut idle = Box::pin(sleep_until(hot.last_command + shared.idle_timeout));
 
         loop {
             // Broadcasts wait while the bytes of an undecided first command do.
@@ -208,7 +224,7 @@ where
             // A `move` closure over one reference to the hot state: borrowing
             // its fields one by one, the closure would be eight pointers,
             // written into the task on every wait (a cache line of its own).
-            let (state, mut idle_timer) = (&mut hot, idle.as_mut());
+            let (state, mut idle_timer) = (&mut *hot, idle.as_mut());
             let wake = poll_fn(move |cx| {
                 let hot = &mut *state;
                 if let Some(line) = &mut hot.line_timer
@@ -239,7 +255,7 @@ where
             // what it holds across its awaits is no part of the task's state.
             let frame = match wake {
                 Wake::Read(frame) => frame,
-                other => match Box::pin(on_wake(other, &mut hot, idle.as_mut(), &mut writer, shared, addr)).await {
+                other => match Box::pin(on_wake(other, hot, idle.as_mut())).await {
                     Woke::Frame(frame) => frame,
                     Woke::Continue => continue,
                     Woke::End(end) => return end,
@@ -250,12 +266,12 @@ where
                 None => return End::ClientClosed,
                 Some(Err(_)) => return End::Io,
             };
-            let later = match answer(&mut hot, frame, &conn, &mut writer) {
+            let later = match answer(hot, frame) {
                 Answer::Done => continue,
                 Answer::End(end) => return end,
                 Answer::Later(later) => later,
             };
-            if let Err(end) = Box::pin(later.finish(&mut hot, &conn, &mut session, &mut writer)).await {
+            if let Err(end) = Box::pin(later.finish(hot, &mut session)).await {
                 return end;
             }
         }
@@ -273,21 +289,14 @@ enum Woke {
 
 /// Handles a wake that is not a read: shutdown, the end of the framing's
 /// grace period, a broadcast, the idle and line timers.
-async fn on_wake<R, W>(
-    wake: Wake,
-    hot: &mut Hot<R>,
-    idle: Pin<&mut Sleep>,
-    writer: &mut W,
-    shared: &Shared,
-    addr: &SocketAddr,
-) -> Woke
+async fn on_wake<S>(wake: Wake, hot: &mut Hot<'_, S>, idle: Pin<&mut Sleep>) -> Woke
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (shared, addr) = (hot.conn.shared, &hot.conn.peer.addr);
     match wake {
         Wake::Read(frame) => Woke::Frame(frame),
-        Wake::Reconnect => Woke::End(say_reconnect(&mut hot.frames, writer, shared).await),
+        Wake::Reconnect => Woke::End(say_reconnect(&mut hot.frames, shared).await),
         // Bytes that arrived as the timer fired still belong to the first
         // command; if there are none, the grace period is over: the
         // original's packet framing, and the waiting bytes its first command.
@@ -312,7 +321,7 @@ where
             if !packet && let Err(end) = take_waiting(&mut hot.waits, addr, false, &mut out, &mut taken, shared) {
                 return Woke::End(end);
             }
-            if write(writer, &out, shared).await { Woke::Continue } else { Woke::End(End::SlowReader) }
+            if write(hot.frames.get_mut(), &out, shared).await { Woke::Continue } else { Woke::End(End::SlowReader) }
         }
         Wake::Idle => {
             let deadline = hot.last_command + shared.idle_timeout;
@@ -326,7 +335,7 @@ where
         Wake::LineTimeout => {
             let mut notice = BytesMut::new();
             Reply::from(ErrorReply::LineTimeout).encode(&mut notice, Ending::Newline);
-            write(writer, &notice, shared).await;
+            write(hot.frames.get_mut(), &notice, shared).await;
             Woke::End(End::LineTimeout)
         }
     }
@@ -424,14 +433,13 @@ async fn write<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shar
 
 /// Shutdown: sends `reconnect` in the connection's framing, then waits for
 /// the client to leave until the lifecycle closes what is left.
-async fn say_reconnect<R, W>(frames: &mut FramedRead<R, FramingCodec>, writer: &mut W, shared: &Shared) -> End
+async fn say_reconnect<S>(frames: &mut FramedRead<S, FramingCodec>, shared: &Shared) -> End
 where
-    R: tokio::io::AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let ending = if frames.decoder().is_packet() { Ending::Bare } else { Ending::Newline };
     let notice = [RECONNECT.as_bytes(), ending.as_bytes()].concat();
-    if write(writer, &notice, shared).await {
+    if write(frames.get_mut(), &notice, shared).await {
         let close = shared.lifecycle.close.cancelled();
         tokio::pin!(close);
         loop {
@@ -460,12 +468,32 @@ mod tests {
     /// A client whose bytes never run out: every read is a buffer full of
     /// `msg:x` lines, at once (no tokio budget is spent on it, as none is on
     /// a socket that has data before its budget runs out). At read `at` it
-    /// begins shutdown; it ends after `reads`.
+    /// begins shutdown; it ends after `reads`. What it is sent, it keeps.
     struct Endless {
         reads: u32,
         at: u32,
         last: u32,
         shutdown: Option<Lifecycle>,
+        written: Vec<u8>,
+    }
+
+    impl AsyncWrite for Endless {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
     }
 
     impl AsyncRead for Endless {
@@ -499,10 +527,10 @@ mod tests {
         let opts = TcpOptions::from_args(&[]);
         let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
         let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
-        let client = Endless { reads: 0, at: 100, last: 10_000, shutdown: Some(shared.lifecycle.clone()) };
-        let mut written = Vec::new();
+        let client =
+            Endless { reads: 0, at: 100, last: 10_000, shutdown: Some(shared.lifecycle.clone()), written: Vec::new() };
         let peer = Peer { addr: "127.0.0.1:9".parse().unwrap(), transport: Transport::Tcp };
-        let end = serve(client, &mut written, &peer, &shared).await;
+        let (end, Endless { written, .. }) = serve(client, &peer, &shared).await;
         assert!(matches!(end, End::Reconnect), "ended {end:?}");
         assert!(written.ends_with(b"x\nreconnect\n"), "no reconnect after the replies");
         let replies = written.len() / 2;
@@ -568,17 +596,17 @@ mod tests {
         let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let (reader, writer) = stream.split();
+        let stream = TcpStream::connect(addr).await.unwrap();
         let peer = Peer { addr, transport: Transport::Tcp };
-        let serve_size = std::mem::size_of_val(&serve(reader, writer, &peer, &shared));
+        let serve_size = std::mem::size_of_val(&serve(stream, &peer, &shared));
         let permit = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().unwrap();
         let task_size =
             std::mem::size_of_val(&handle(TcpStream::connect(addr).await.unwrap(), addr, shared.clone(), permit));
         assert!(task_size <= serve_size + 256, "task {task_size} bytes, its loop {serve_size}");
-        // 720 bytes now; 880 with the wakes other than a read handled in the
-        // loop itself, 1,008 with the `async fn`s back, 1,448 with the rare
-        // awaits inline.
-        assert!(task_size <= 800, "a connection's task takes {task_size} bytes");
+        // 664 bytes now; 720 with the idle timer inline and the socket
+        // borrowed through its halves, 880 with the wakes other than a read
+        // handled in the loop itself, 1,008 with the `async fn`s back, 1,448
+        // with the rare awaits inline.
+        assert!(task_size <= 720, "a connection's task takes {task_size} bytes");
     }
 }

@@ -21,13 +21,18 @@ use crate::bus::{Delivery, Subscription};
 
 /// Shutdown and broadcasts, and the flag they wake (the idle timer is the
 /// handler's, pinned in its task, and polled through [`Waits::poll`]).
+///
+/// `repr(C)`: the flag and the start of the subscription, read after every
+/// command, fill the first cache line; the reconnect wait, read only when
+/// the flag is up, comes last.
+#[repr(C)]
 pub struct Waits {
     flag: WakeFlag,
+    broadcasts: Subscription,
     /// Behind a flag of its own too: polling the token's future takes a
     /// lock every connection shares, and every broadcast raises the
     /// connection's flag.
     reconnect: Cancelled,
-    broadcasts: Subscription,
 }
 
 /// Which of them is ready.
