@@ -468,32 +468,12 @@ mod tests {
     /// A client whose bytes never run out: every read is a buffer full of
     /// `msg:x` lines, at once (no tokio budget is spent on it, as none is on
     /// a socket that has data before its budget runs out). At read `at` it
-    /// begins shutdown; it ends after `reads`. What it is sent, it keeps.
+    /// begins shutdown; it ends after `reads`.
     struct Endless {
         reads: u32,
         at: u32,
         last: u32,
         shutdown: Option<Lifecycle>,
-        written: Vec<u8>,
-    }
-
-    impl AsyncWrite for Endless {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            self.written.extend_from_slice(buf);
-            Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
     }
 
     impl AsyncRead for Endless {
@@ -527,10 +507,11 @@ mod tests {
         let opts = TcpOptions::from_args(&[]);
         let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
         let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
-        let client =
-            Endless { reads: 0, at: 100, last: 10_000, shutdown: Some(shared.lifecycle.clone()), written: Vec::new() };
+        let client = Endless { reads: 0, at: 100, last: 10_000, shutdown: Some(shared.lifecycle.clone()) };
         let peer = Peer { addr: "127.0.0.1:9".parse().unwrap(), transport: Transport::Tcp };
-        let (end, Endless { written, .. }) = serve(client, &peer, &shared).await;
+        // What the server writes, the test keeps.
+        let (end, stream) = serve(tokio::io::join(client, Vec::new()), &peer, &shared).await;
+        let (_, written) = stream.into_inner();
         assert!(matches!(end, End::Reconnect), "ended {end:?}");
         assert!(written.ends_with(b"x\nreconnect\n"), "no reconnect after the replies");
         let replies = written.len() / 2;
