@@ -156,6 +156,12 @@ impl Fanout {
 }
 
 impl Subscription {
+    /// Starts loading the count of broadcasts sent, which [`Subscription::try_next`]
+    /// reads after every command.
+    pub fn prefetch(&self) {
+        playground_common::quiet::prefetch(Arc::as_ptr(&self.sent));
+    }
+
     /// Waits for the next delivery, polled through `flag`. Cancel-safe.
     pub async fn next(&mut self, flag: &mut WakeFlag) -> Delivery {
         poll_fn(|cx| flag.poll(cx, |cx| self.poll_next(cx))).await

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
+use playground_common::quiet::prefetch_all;
 use playground_protocol::{Ending, ErrorReply, Frame, RECONNECT, Reply};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -227,6 +228,12 @@ where
             let (state, mut idle_timer) = (&mut *hot, idle.as_mut());
             let wake = poll_fn(move |cx| {
                 let hot = &mut *state;
+                // Every line of the connection's hot state, and the two
+                // outside it that the poll after a read touches, start
+                // loading together (docs/performance.md, "Lines asked for
+                // early").
+                prefetch_all(hot);
+                hot.waits.prefetch();
                 if let Some(line) = &mut hot.line_timer
                     && line.as_mut().poll(cx).is_ready()
                 {

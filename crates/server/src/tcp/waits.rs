@@ -46,6 +46,15 @@ pub enum Ready {
 }
 
 impl Waits {
+    /// Starts loading what the first poll after a read touches: the
+    /// flag's shared half and the subscription's count of broadcasts sent
+    /// (the task's own lines holding them come with the rest of the hot
+    /// state).
+    pub fn prefetch(&self) {
+        self.flag.prefetch();
+        self.broadcasts.prefetch();
+    }
+
     /// Waits for `reconnect` to be cancelled and for `broadcasts`.
     pub fn new(reconnect: CancellationToken, broadcasts: Subscription) -> Self {
         Waits { flag: WakeFlag::default(), reconnect: Cancelled::new(reconnect), broadcasts }
