@@ -232,7 +232,7 @@ pub struct CommonOptions {
     pub sigterm_timeout: Duration,
     /// Scheduling: `multi` (one multi-thread runtime) or `per-core` (one
     /// current-thread runtime per core, each with its own listener on the
-    /// shared port; faster TCP echo, but no work stealing: see
+    /// shared port; a shorter TCP echo tail, but no work stealing: see
     /// docs/performance.md before choosing it).
     #[arg(long, env = "RUNTIME", value_enum, default_value_t = RuntimeMode::Multi)]
     pub runtime: RuntimeMode,
