@@ -24,8 +24,9 @@ use tokio::time::{Instant, sleep};
 
 use super::Shared;
 use super::codec::Input;
-use super::handler::{End, Hot, take_waiting, track_line, write_now, write_rest};
+use super::handler::{End, Hot, track_line};
 use super::limits::{Buckets, Limit};
+use super::write::{take_waiting, write_now, write_rest};
 use crate::bus::Pushed;
 use crate::executor::{Backend, Peer, Session};
 

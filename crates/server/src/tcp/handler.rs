@@ -24,10 +24,10 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
 use playground_common::quiet::prefetch_all;
 use playground_protocol::{Ending, ErrorReply, Frame, RECONNECT, Reply};
@@ -42,7 +42,8 @@ use super::Shared;
 use super::answer::{Answer, Conn, answer};
 use super::codec::{FramingCodec, Input, READ_BUFFER};
 use super::waits::{self, Waits};
-use crate::bus::{Delivery, Pushed};
+use super::write::{framed, pushed, take_waiting, write};
+use crate::bus::Delivery;
 use crate::executor::{Peer, Session, Transport};
 
 /// A connection whose socket stayed ready this many reads in a row looks at
@@ -361,83 +362,6 @@ pub(super) fn track_line(frame: &Input, timer: &mut Option<Pin<Box<Sleep>>>, tim
     }
 }
 
-/// The line a delivery pushes, or how the connection ends.
-fn pushed(delivery: Delivery, addr: &SocketAddr) -> Result<Pushed, End> {
-    match delivery {
-        Delivery::Line(pushed) => Ok(pushed),
-        Delivery::Lagged(missed) => {
-            debug!(%addr, missed, "client too slow for broadcasts; disconnecting");
-            Err(End::SlowReader)
-        }
-        Delivery::Closed => Err(End::Reconnect),
-    }
-}
-
-/// Appends the broadcasts already waiting to `out`, in the connection's
-/// framing, and keeps each in `taken` until it is written.
-pub(super) fn take_waiting(
-    waits: &mut Waits,
-    addr: &SocketAddr,
-    packet: bool,
-    out: &mut BytesMut,
-    taken: &mut Vec<Pushed>,
-    shared: &Shared,
-) -> Result<(), End> {
-    while let Some(delivery) = waits.try_delivery() {
-        let pushed = pushed(delivery, addr)?;
-        out.extend_from_slice(framed(pushed.line(), packet));
-        taken.push(pushed);
-        shared.metrics.delivered.increment(1);
-    }
-    Ok(())
-}
-
-/// A pushed line in the connection's framing: the fan-out's lines end in
-/// `\n`; a packet connection gets the message bare.
-fn framed(line: &Bytes, packet: bool) -> &[u8] {
-    if packet { &line[..line.len() - 1] } else { &line[..] }
-}
-
-/// Writes as much of `data` as the socket takes now, counts it, and says
-/// how much (`None`: the connection failed). Not async, so that a reply
-/// that fits the socket buffer builds no future in the connection's task;
-/// the waker it leaves behind when the socket is full is replaced by the
-/// task's when [`write_rest`] polls for the rest.
-pub(super) fn write_now<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> Option<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut done = 0;
-    while done < data.len() {
-        match Pin::new(&mut *writer).poll_write(&mut cx, &data[done..]) {
-            Poll::Ready(Ok(n)) if n > 0 => done += n,
-            Poll::Ready(_) => return None,
-            Poll::Pending => break,
-        }
-    }
-    if done > 0 {
-        shared.metrics.bytes_out.increment(done as u64);
-    }
-    Some(done)
-}
-
-/// What the socket did not take at once: waits for room, and gives up
-/// after WRITE_TIMEOUT (false). Only a write that has to wait sets up the
-/// timer (a clock read and a timer entry).
-pub(super) async fn write_rest<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
-    let written = matches!(tokio::time::timeout(shared.write_timeout, writer.write_all(data)).await, Ok(Ok(())));
-    if written {
-        shared.metrics.bytes_out.increment(data.len() as u64);
-    }
-    written
-}
-
-/// Writes `data`; false when the client did not accept it in time.
-async fn write<W: AsyncWrite + Unpin>(writer: &mut W, data: &[u8], shared: &Shared) -> bool {
-    match write_now(writer, data, shared) {
-        Some(n) => n == data.len() || Box::pin(write_rest(writer, &data[n..], shared)).await,
-        None => false,
-    }
-}
-
 /// Shutdown: sends `reconnect` in the connection's framing, then waits for
 /// the client to leave until the lifecycle closes what is left.
 async fn say_reconnect<S>(frames: &mut FramedRead<S, FramingCodec>, shared: &Shared) -> End
@@ -523,53 +447,6 @@ mod tests {
         assert!(written.ends_with(b"x\nreconnect\n"), "no reconnect after the replies");
         let replies = written.len() / 2;
         assert!(replies < 100 * 21 + 21 * LOOK_EVERY as usize, "{replies} replies after shutdown began");
-    }
-
-    /// A socket that takes `room` more bytes, then is full.
-    struct Tight {
-        taken: Vec<u8>,
-        room: usize,
-    }
-
-    impl AsyncWrite for Tight {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            let n = buf.len().min(self.room);
-            if n == 0 {
-                return Poll::Pending;
-            }
-            self.room -= n;
-            self.taken.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    /// A reply the socket takes only in part is written as far as it goes
-    /// at once; the rest is left to `write`, which finishes it once there
-    /// is room, and gives up after WRITE_TIMEOUT while there is none.
-    #[tokio::test(start_paused = true)]
-    async fn a_reply_the_socket_takes_in_part_is_finished_by_the_timed_write() {
-        let opts = TcpOptions::from_args(&[]);
-        let executor = Arc::new(Executor::new(Arc::new(EmbeddedCache::new(10)), Arc::new(EmbeddedBus::new(16))));
-        let shared = Shared::new(executor, Lifecycle::new(), &opts, None);
-        let mut socket = Tight { taken: Vec::new(), room: 5 };
-        assert_eq!(write_now(&mut socket, b"hello world\n", &shared), Some(5));
-        assert_eq!(write_now(&mut socket, b" world\n", &shared), Some(0), "a full socket takes nothing");
-        assert!(!write(&mut socket, b" world\n", &shared).await, "no room until the write timeout");
-        socket.room = 100;
-        assert!(write(&mut socket, b" world\n", &shared).await);
-        assert_eq!(socket.taken, b"hello world\n");
     }
 
     /// Every connection's task is as large as its largest state, also while

@@ -1,8 +1,9 @@
 //! The TCP server: a [`listener`] accepts connections and spawns one
 //! [`handler`] task per client, which (after a TLS handshake when [`tls`] is
 //! on) reads commands through the [`codec`] (line framing, or the original's
-//! packet framing), runs them through the shared executor and pushes
-//! broadcasts, within the connection's rate [`limits`].
+//! packet framing), runs them through the shared executor and [`write`]s the
+//! replies and the broadcasts pushed to it, within the connection's rate
+//! [`limits`].
 
 mod answer;
 pub mod codec;
@@ -11,6 +12,7 @@ mod limits;
 mod listener;
 pub mod tls;
 mod waits;
+mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
