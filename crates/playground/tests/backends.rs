@@ -229,8 +229,7 @@ fn read_topic(
     limit: Duration,
     done: impl Fn(&[(String, serde_json::Value)]) -> bool,
 ) -> Vec<(String, serde_json::Value)> {
-    let consumer: BaseConsumer =
-        common::original::kafka_config(kafka).set("group.id", unique("test")).create().unwrap();
+    let consumer: BaseConsumer = common::kafka_config(kafka).set("group.id", unique("test")).create().unwrap();
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let parts = md.topics()[0].partitions().len();
     let mut tpl = TopicPartitionList::new();

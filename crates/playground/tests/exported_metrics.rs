@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::logger::Logger;
+use common::logger;
 use common::{Server, http, http_get};
 
 const CATALOGUE: &str = include_str!("../../../deploy/metrics.txt");
@@ -131,7 +131,7 @@ fn every_exported_name_is_on_the_live_metrics_of_its_roles() {
     assert_eq!(c.ask(&format!("mcget:{t}:k")), "v");
     assert!(udp.udp().ask("msg:x").starts_with('x'));
     let index = format!("{base}-index");
-    let logger = Logger::start(
+    let logger = logger::start(
         &base,
         &[
             ("KAFKA_BROKERS", &kafka),

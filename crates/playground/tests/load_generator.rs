@@ -7,11 +7,11 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Server;
 use common::load::{
     assert_accounted, assert_refused, field, load, load_json, playground, positional_echo, short, strs, temp_file,
     total,
 };
-use common::{Server, free_port};
 
 #[test]
 fn echo_run_in_the_original_positional_form() {
@@ -196,28 +196,6 @@ fn a_server_shutdown_shows_up_as_reconnects() {
     assert!(field(&report, "connections") >= 3, "{report}");
 }
 
-/// Starts `playground serve` on a given port (after another one left it).
-fn serve_on(port: u16, env: &[(&str, &str)]) -> Server {
-    let admin = free_port();
-    let udp_port = common::free_udp_port();
-    let log = temp_file("log");
-    let mut cmd = playground();
-    cmd.arg("serve")
-        .env("TCP_PORT", port.to_string())
-        .env("UDP_PORT", udp_port.to_string())
-        .env("ADMIN_PORT", admin.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
-        .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut server = Server { child: cmd.spawn().unwrap(), port, udp_port, admin, log };
-    server.wait_ready();
-    server
-}
-
 #[test]
 fn clients_come_back_to_a_restarted_server_and_the_run_completes() {
     let mut first = Server::start("serve", &[("SIGTERM_TIMEOUT", "0.2"), ("RECONNECT_GRACE", "1s")]);
@@ -227,7 +205,7 @@ fn clients_come_back_to_a_restarted_server_and_the_run_completes() {
     std::thread::sleep(Duration::from_millis(800));
     first.signal("TERM");
     assert!(first.wait_exit(Duration::from_secs(10)).success());
-    let _second = serve_on(port, &[]);
+    let _second = Server::start_on(port, "serve", &[]);
     let r = runner.join().unwrap();
     assert_eq!(total(&r, "reconnects"), 4, "{r:#}");
     assert!(total(&r, "connections_opened") >= 8, "every client came back: {r:#}");

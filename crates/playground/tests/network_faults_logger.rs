@@ -17,8 +17,8 @@ mod common;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::logger::Logger;
 use common::toxi::{self, Proxy};
+use common::{Process, logger};
 use common::{http, http_get};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -38,7 +38,7 @@ enum Side {
 
 struct Rig {
     proxy: Proxy,
-    logger: Logger,
+    logger: Process,
     producer: BaseProducer,
     topic: String,
     index: String,
@@ -75,7 +75,7 @@ fn rig(name: &str, side: Side) -> Option<Rig> {
     let (topic, index) = (format!("faults-{name}-{nonce}"), format!("faults-{name}-{nonce}"));
     let timeout = format!("{}s", SEARCH_TIMEOUT.as_secs());
     let alias = format!("{index}-alias");
-    let logger = Logger::start(
+    let logger = logger::start(
         &index,
         &[
             ("KAFKA_BROKERS", &brokers),

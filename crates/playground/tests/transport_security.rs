@@ -18,9 +18,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::logger::Logger;
 use common::pki::Pki;
 use common::{Client, Server, http_get};
+use common::{Process, logger};
 
 /// The secured endpoints and their CAs.
 struct Secured {
@@ -75,13 +75,13 @@ fn server(s: &Secured, ca: &str, pod: &str, bcast: &str, logs: &str) -> Server {
 }
 
 /// A logger reading `topic` over SASL_SSL and writing to `index` over HTTPS.
-fn start_logger(s: &Secured, kafka_ca: &str, search_ca: &str, topic: &str, index: &str) -> Logger {
+fn start_logger(s: &Secured, kafka_ca: &str, search_ca: &str, topic: &str, index: &str) -> Process {
     let alias = format!("{index}-alias");
     let mut env = kafka_env(s, kafka_ca);
     env.extend([("KAFKA_LOGGING_TOPIC", topic), ("KAFKA_CONSUMER_GROUP", index)]);
     env.extend([("ELASTICSEARCH_ENDPOINT", s.search.as_str()), ("ELASTICSEARCH_CA_FILE", search_ca)]);
     env.extend([("ELASTICSEARCH_LOGGING_INDEX", index), ("ELASTICSEARCH_ALIAS", &alias)]);
-    Logger::start(index, &env)
+    logger::start(index, &env)
 }
 
 /// Polls `check` every 200 ms for up to `limit`.

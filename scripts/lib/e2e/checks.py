@@ -56,7 +56,7 @@ def final_checks(loads, udp_load, udp_flows, n1, tcp, udp):
     # Their logs reaching Kafka (Listening, Shutdown complete) and, through
     # the logger, OpenSearch are integration tests against the same services:
     # backends.rs both_instances_ship_their_logs_with_their_pod_name and
-    # logger.rs ten_thousand_events_from_two_running_servers_are_indexed_exactly.
+    # tests/logger/main.rs ten_thousand_events_from_two_running_servers_are_indexed_exactly.
     rest = list(tcp.values()) + list(udp.values())
     for i in rest:
         i.proc.send_signal(signal.SIGTERM)

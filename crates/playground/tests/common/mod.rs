@@ -7,14 +7,17 @@ pub mod logger;
 pub mod original;
 pub mod packet;
 pub mod pki;
+pub mod process;
 pub mod toxi;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use process::Process;
 
 /// A port that was free a moment ago and that this process has not handed
 /// out before.
@@ -99,15 +102,27 @@ pub fn rows_for_both_transports(t: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// A running `playground` process, killed when dropped.
+/// A running `playground` server, killed when dropped; its process (admin
+/// port, log, signals, metrics) is reached through it.
 pub struct Server {
-    pub child: Child,
+    process: Process,
     /// The role's port (TCP for `tcp` and `serve`, UDP for `udp`).
     pub port: u16,
     /// The UDP port (`udp` and `serve`; with `serve` set as UDP_PORT).
     pub udp_port: u16,
-    pub admin: u16,
-    pub log: std::path::PathBuf,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
 }
 
 impl Server {
@@ -125,7 +140,16 @@ impl Server {
     /// Like [`Server::start_with_args`], run through `wrapper` (a command and
     /// its arguments that execute the rest, such as `prlimit --nofile=...`).
     pub fn start_wrapped(wrapper: &[&str], role: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let port = free_dual_port();
+        Self::launch(wrapper, role, args, env, free_dual_port())
+    }
+
+    /// Like [`Server::start`] on a given `port` (one another server left,
+    /// say).
+    pub fn start_on(port: u16, role: &str, env: &[(&str, &str)]) -> Server {
+        Self::launch(&[], role, &[], env, port)
+    }
+
+    fn launch(wrapper: &[&str], role: &str, args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
         let admin = free_port();
         let port_var = if role == "serve" { "TCP_PORT" } else { "PORT" };
         // `serve` always gets its own UDP port: with SO_REUSEPORT, servers of
@@ -153,39 +177,17 @@ impl Server {
             .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
             .env("UDP_PORT", udp_port.to_string())
             .env("LOG_LEVEL", "info")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start playground");
-        let mut server = Server { child, port, udp_port, admin, log };
+            .envs(env.iter().copied());
+        let mut server = Server { process: Process::spawn(cmd, admin, log), port, udp_port };
         server.wait_ready();
         server
-    }
-
-    /// Waits (bounded) until `/readyz` returns 200; fails at once if the
-    /// server exits first (it says why on stderr).
-    pub fn wait_ready(&mut self) {
-        let log = |s: &Server| std::fs::read_to_string(&s.log).unwrap_or_default();
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if http_get(self.admin, "/readyz").map(|(s, _)| s) == Some(200) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited ({status}) before it was ready; log:\n{}", log(self));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server not ready; log:\n{}", log(self));
     }
 
     /// Checks that `/readyz` turns 503 within a second (after SIGTERM: well
     /// before SIGTERM_TIMEOUT).
     pub fn assert_turns_unready(&self) {
         for _ in 0..40 {
-            if http_get(self.admin, "/readyz").map(|r| r.0) == Some(503) {
+            if self.readyz() == Some(503) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -202,44 +204,19 @@ impl Server {
     pub fn udp(&self) -> UdpClient {
         UdpClient::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.udp_port)
     }
-
-    /// Sends a signal to the process.
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits (bounded) for the process to exit.
-    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "server did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The value of an unlabelled or fully labelled metric line, if present.
-    pub fn metric(&self, name_with_labels: &str) -> Option<f64> {
-        let (_, body) = http_get(self.admin, "/metrics")?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name_with_labels).and_then(|r| r.strip_prefix(' ')).map(str::to_string))
-            .and_then(|v| v.trim().parse().ok())
-    }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A Kafka client configuration for the test broker (SASL/PLAIN, as
+/// `scripts/services/kafka` sets it up and as the original connected).
+pub fn kafka_config(brokers: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", "user")
+        .set("sasl.password", "password");
+    config
 }
 
 /// A line-oriented client over a real TCP socket.

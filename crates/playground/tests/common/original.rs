@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use super::kafka_config;
+
 /// How long a reply may take before a test gives up on it. The original's
 /// clients wait 50 ms; tests wait longer so a loaded machine cannot fail
 /// them, and never assert on timing.
@@ -80,19 +82,6 @@ pub fn memcached_get(host: &str, port: &str, key: &str) -> Option<String> {
         let value = client.get(key).await.unwrap()?;
         value.data.map(|d| String::from_utf8_lossy(&d).into_owned())
     })
-}
-
-/// A Kafka client configuration for the test broker (SASL/PLAIN, as
-/// `scripts/services/kafka` sets it up and as the original connected).
-pub fn kafka_config(brokers: &str) -> rdkafka::ClientConfig {
-    let mut config = rdkafka::ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("security.protocol", "sasl_plaintext")
-        .set("sasl.mechanism", "PLAIN")
-        .set("sasl.username", "user")
-        .set("sasl.password", "password");
-    config
 }
 
 /// Every record of `topic` so far, as (key, value), read from the start.
