@@ -1,7 +1,7 @@
 //! A `playground logger` process for the tests: started on a free admin
 //! port with its log in a file, reached as a [`Process`] (readiness,
 //! metrics, signals). The logger's own suite adds its Kafka and search
-//! engine settings (`tests/logger/harness.rs`).
+//! engine settings (`tests/logger/shipping.rs`).
 
 use std::process::Command;
 

@@ -13,7 +13,7 @@ use super::services::Services;
 
 /// RFC 3339 UTC with milliseconds, as the servers' log shipping writes it.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(at).to_string()
 }
 
