@@ -1,0 +1,1 @@
+"""The checks of check_deploy.py, one module per area."""
