@@ -55,26 +55,24 @@ impl Sink {
             let started = Instant::now();
             let result = self.search.bulk(body, take).await;
             self.metrics.bulk_duration.record(started.elapsed().as_secs_f64());
-            if let Ok(outcomes) = &result {
-                if self.settle(&whole, &items, &ids, outcomes, &mut dead) > 0 {
-                    failures = 0;
-                }
+            if let Ok(outcomes) = &result
+                && self.settle(&whole, &items, &ids, outcomes, &mut dead) > 0
+            {
+                failures = 0;
             }
             let retry: Vec<usize> = match retry::decide(&result, take) {
                 Retry::No => Vec::new(),
                 Retry::Documents { positions, index_missing } => {
-                    if index_missing {
-                        if let Err(e) = self.search.ensure_index().await {
-                            warn!(error = %e, "Re-creating the log index failed");
-                        }
+                    if index_missing && let Err(e) = self.search.ensure_index().await {
+                        warn!(error = %e, "Re-creating the log index failed");
                     }
                     positions.into_iter().map(|p| ids[p]).collect()
                 }
                 Retry::Request => {
-                    if let Err(e) = &result {
-                        if failures == 0 || failures.is_power_of_two() {
-                            warn!(error = %e, documents = take, attempt = failures + 1, "Bulk request failed; retrying");
-                        }
+                    if let Err(e) = &result
+                        && (failures == 0 || failures.is_power_of_two())
+                    {
+                        warn!(error = %e, documents = take, attempt = failures + 1, "Bulk request failed; retrying");
                     }
                     ids
                 }

@@ -261,10 +261,10 @@ impl Reply {
     /// to that command: for `brd`, which has no direct reply, anything but an
     /// error is a pushed message.
     pub fn parse(kind: CommandKind, text: &[u8]) -> Option<Reply> {
-        if text.starts_with(b"error: ") {
-            if let Some(e) = ErrorReply::parse(text) {
-                return Some(Reply::Error(e));
-            }
+        if text.starts_with(b"error: ")
+            && let Some(e) = ErrorReply::parse(text)
+        {
+            return Some(Reply::Error(e));
         }
         let bytes = || Bytes::copy_from_slice(text);
         match kind {

@@ -54,10 +54,10 @@ fn serve(mut stream: TcpStream, reconnect_after: Option<u64>, commands: &AtomicU
             return;
         }
         served += 1;
-        if let Some(echo) = command.strip_prefix(b"msg:") {
-            if stream.write_all(echo).is_err() {
-                return;
-            }
+        if let Some(echo) = command.strip_prefix(b"msg:")
+            && stream.write_all(echo).is_err()
+        {
+            return;
         }
     }
 }

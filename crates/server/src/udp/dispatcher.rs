@@ -166,10 +166,10 @@ impl SocketWorker {
 
     async fn work(self: Arc<Self>, first: Option<(Running, usize, SocketAddr)>) {
         let mut out = BytesMut::new();
-        if let Some((running, len, from)) = first {
-            if let Some(answer) = self.deliverable(running.await, len, from) {
-                self.send(answer, from, &mut out).await;
-            }
+        if let Some((running, len, from)) = first
+            && let Some(answer) = self.deliverable(running.await, len, from)
+        {
+            self.send(answer, from, &mut out).await;
         }
         loop {
             while let Some((datagram, from)) = self.admission.next_waiting() {

@@ -54,11 +54,11 @@ impl Guard {
             metrics.dropped_amplification.increment(1);
             return false;
         }
-        if let Some(limiter) = &self.per_source {
-            if limiter.check_key(&from.ip().to_canonical()).is_err() {
-                metrics.dropped_rate_limited.increment(1);
-                return false;
-            }
+        if let Some(limiter) = &self.per_source
+            && limiter.check_key(&from.ip().to_canonical()).is_err()
+        {
+            metrics.dropped_rate_limited.increment(1);
+            return false;
         }
         true
     }
