@@ -1,8 +1,10 @@
-//! The documentation of the options, checked against the binary: every
-//! environment variable a role's `--help` names is in
-//! `docs/configuration.md`, and every variable of the README's short
-//! configuration table is one a role reads. A new option without its line in
-//! the docs, or a renamed one left behind in the README, fails here.
+//! The documentation of the options and metrics, checked against what the
+//! binary and the catalogue say: every environment variable a role's `--help`
+//! names is in `docs/configuration.md`, every variable of the README's short
+//! configuration table is one a role reads, and every exported metric of
+//! `deploy/metrics.txt` (which `exported_metrics.rs` holds to the live
+//! `/metrics`) is named in `docs/metrics.md`. A new option or metric without
+//! its line in the docs, or a renamed one left behind, fails here.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -56,4 +58,21 @@ fn the_readme_table_names_only_variables_a_role_reads() {
     let read: BTreeSet<String> = ROLES.into_iter().flat_map(env_names).collect();
     let unknown: Vec<_> = listed.difference(&read).collect();
     assert!(unknown.is_empty(), "README names variables no role reads: {unknown:?}");
+}
+
+#[test]
+fn every_exported_metric_is_in_the_metrics_guide() {
+    let guide = repo_file("docs/metrics.md");
+    let catalogue = repo_file("deploy/metrics.txt");
+    let exported: Vec<&str> = catalogue
+        .lines()
+        .filter_map(|l| l.strip_prefix("exported "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(exported.len() >= 10, "deploy/metrics.txt lists almost nothing: {exported:?}");
+    let missing: Vec<_> = exported
+        .into_iter()
+        .filter(|m| !guide.contains(&format!("`{m}`")) && !guide.contains(&format!("`{m}{{")))
+        .collect();
+    assert!(missing.is_empty(), "exported, but not named in docs/metrics.md: {missing:?}");
 }
