@@ -294,11 +294,25 @@ def rss_kib(pid):
         return 0
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process."""
+def cpu_times(pid):
+    """(user, system) CPU seconds of a process so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process."""
+    return sum(cpu_times(pid))
+
+
+def tcp_segments_sent():
+    """TCP segments sent so far in this network namespace (`OutSegs` of /proc/net/snmp): over loopback,
+    both ends of every connection."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
 
 
 def open_files(pid):
