@@ -240,8 +240,13 @@ def start_echo(name, argv):
     """A reference TCP echo server, `argv` and a free loopback port, once it accepts connections: (process, port)."""
     port = free_port()
     proc = spawn(name, [*argv, str(port)])
-    wait_until(f"{name} listening on {port}", 30,
-               lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 0.05)
+
+    def accepting():
+        if proc.poll() is not None:
+            raise Failure(f"{name} exited with status {proc.returncode} before it accepted connections")
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    wait_until(f"{name} listening on {port}", 30, accepting, 0.05)
     return proc, port
 
 
