@@ -312,6 +312,13 @@ def cpu_seconds(pid):
     return sum(cpu_times(pid))
 
 
+def cpu_us_per_reply(pid, cpu_before, report):
+    """CPU µs a process used per reply since `cpu_before` (its cpu_seconds then), for the replies that a load
+    report counted over its measured window."""
+    replies = report["received_per_sec"] * report["measured_secs"]
+    return (cpu_seconds(pid) - cpu_before) * 1e6 / max(replies, 1)
+
+
 def tcp_segments_sent():
     """TCP segments sent so far in this network namespace (`OutSegs` of /proc/net/snmp): over loopback,
     both ends of every connection."""
